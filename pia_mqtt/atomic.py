@@ -1,0 +1,51 @@
+"""Atomic file replacement: readers see the old file or the new one, never a part."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+
+from pia_mqtt.errors import OutputError
+
+
+def atomic_write(path: Path, text: str, *, mode: int = 0o644) -> None:
+    """Replace ``path`` with ``text`` so readers see the old or the new file, never a part.
+
+    Temp file in the same folder, fsync, rename, fsync of the folder. Raises OutputError
+    naming the path.
+    """
+    folder = path.parent
+    tmp_name: str | None = None
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            os.fchmod(handle.fileno(), mode)
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, path)
+        tmp_name = None
+        _fsync_dir(folder)
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise OutputError(f"writing {path} failed: {reason}; check that {folder} exists and is "
+                          "writable by this user (uid 1000 in the container)") from None
+    finally:
+        if tmp_name is not None:
+            with contextlib.suppress(OSError):
+                Path(tmp_name).unlink()
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

@@ -1,0 +1,109 @@
+"""Every exception pia-mqtt raises, in one tree.
+
+::
+
+    PiaMqttError                    anything this package raises on purpose
+    ├── ConfigError                 settings are wrong: exit status 2, names the variables
+    ├── PiaError                    talking to PIA failed
+    │   ├── PiaAuthError            token endpoint refused PIA_USER/PIA_PASS (do not hammer)
+    │   ├── PiaUnavailableError     network fault, timeout, 5xx: transient, retry with backoff
+    │   ├── PiaTLSError             the gateway did not prove it is PIA: never fall back
+    │   ├── PiaReplyError           a reply we cannot use (bad JSON, base64, port 0, ...)
+    │   └── PiaRefusedError         the gateway refused the signature (busy, bad signature,
+    │                               unauthorized, expired): a new signature is the cure
+    ├── GatewayNotFoundError        no candidate answered like a PIA gateway
+    ├── OutputError                 a port file or the state file could not be written
+    ├── QbittorrentError            qBittorrent's Web API failed
+    │   ├── QbittorrentAuthError    wrong QBITTORRENT_USER/QBITTORRENT_PASS: latch, no retry loop
+    │   ├── QbittorrentBannedError  qBittorrent banned our IP (403 on login)
+    │   ├── QbittorrentHostHeaderError  401 from Host-header validation (port mapping)
+    │   └── QbittorrentUnavailableError down, timeout, unexpected reply: retry later
+    ├── GluetunError                gluetun's control server failed (auth, not ready, down)
+    └── MqttError                   the broker settings cannot work (bad topic, TLS files)
+
+Messages say what was being done and what the user should change, naming the environment
+variable. No message ever contains a password, token, payload or signature: clients build
+messages from :func:`pia_mqtt.redact.redact` output only.
+"""
+
+from __future__ import annotations
+
+
+class PiaMqttError(Exception):
+    """Base of every error pia-mqtt raises on purpose."""
+
+
+class ConfigError(PiaMqttError):
+    """The settings cannot work; ``problems`` lists one line per variable to fix."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = list(problems)
+        super().__init__("invalid configuration:\n" + "\n".join(f"  - {p}" for p in problems))
+
+
+class PiaError(PiaMqttError):
+    """Talking to PIA's token endpoint or gateway failed."""
+
+
+class PiaAuthError(PiaError):
+    """PIA's token endpoint refused the credentials (check PIA_USER/PIA_PASS)."""
+
+
+class PiaUnavailableError(PiaError):
+    """A network fault, timeout or server error: transient, retried with backoff."""
+
+
+class PiaTLSError(PiaUnavailableError):
+    """The gateway's certificate did not verify against PIA's CA or the expected name."""
+
+
+class PiaReplyError(PiaError):
+    """PIA answered with something we cannot use (bad JSON, base64, missing port...)."""
+
+
+class PiaRefusedError(PiaError):
+    """The gateway refused a payload+signature; a new signature is needed.
+
+    ``reason`` is one of ``busy``, ``bad_signature``, ``unauthorized``, ``expired``,
+    ``refused``.
+    """
+
+    def __init__(self, message: str, *, reason: str) -> None:
+        self.reason = reason
+        super().__init__(message)
+
+
+class GatewayNotFoundError(PiaMqttError):
+    """No gateway candidate answered on the PIA API port with PIA's certificate."""
+
+
+class OutputError(PiaMqttError):
+    """A port file, data file or the state file could not be written."""
+
+
+class QbittorrentError(PiaMqttError):
+    """qBittorrent's Web API failed."""
+
+
+class QbittorrentAuthError(QbittorrentError):
+    """qBittorrent refused QBITTORRENT_USER/QBITTORRENT_PASS."""
+
+
+class QbittorrentBannedError(QbittorrentError):
+    """qBittorrent banned this client's IP after too many failed logins."""
+
+
+class QbittorrentHostHeaderError(QbittorrentError):
+    """qBittorrent answered 401 to a Host header it does not accept (port mapping)."""
+
+
+class QbittorrentUnavailableError(QbittorrentError):
+    """qBittorrent is down, slow, or answered something unexpected."""
+
+
+class GluetunError(PiaMqttError):
+    """gluetun's control server failed (auth, not ready, down)."""
+
+
+class MqttError(PiaMqttError):
+    """The MQTT settings cannot work (topic, TLS files)."""

@@ -1,0 +1,166 @@
+"""The lease (payload + signature = port) and the file that keeps it across restarts.
+
+The getSignature reply is kept exactly as PIA sent it: the payload goes back to bindPort
+byte for byte, because re-encoding it (as some clients do) breaks the signature.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from pia_mqtt.atomic import atomic_write
+from pia_mqtt.errors import OutputError, PiaReplyError
+from pia_mqtt.model import valid_port
+
+log = logging.getLogger(__name__)
+
+# PIA's desktop client reuses a saved signature only while more than this remains.
+RENEW_MARGIN = timedelta(days=7)
+
+
+@dataclass(frozen=True, repr=False)
+class Lease:
+    """A getSignature result: the port, its expiry, and the raw data bindPort needs."""
+
+    port: int
+    expires_at: datetime
+    payload: str
+    signature: str
+    raw: str
+
+    def __repr__(self) -> str:
+        # Payload and signature are credentials for the port: never in a repr or log.
+        return f"Lease(port={self.port}, expires_at={self.expires_at.isoformat()})"
+
+    def remaining(self, now: datetime) -> timedelta:
+        """Time left before the signature expires."""
+        return self.expires_at - now
+
+    def usable(self, now: datetime) -> bool:
+        """Whether the lease may still be bound (more than the 7-day margin left)."""
+        return self.remaining(now) > RENEW_MARGIN
+
+    def renew_at(self) -> datetime:
+        """When to replace it with a fresh signature."""
+        return self.expires_at - RENEW_MARGIN
+
+
+def parse_signature_reply(raw: str) -> Lease:
+    """Decode a getSignature reply (the body as received) into a Lease.
+
+    Raises PiaReplyError with a message that never contains the payload or signature.
+    """
+    try:
+        reply = json.loads(raw)
+    except (ValueError, RecursionError):
+        raise PiaReplyError("getSignature answered with something that is not JSON") from None
+    if not isinstance(reply, dict):
+        raise PiaReplyError("getSignature answered with JSON that is not an object")
+    status = reply.get("status")
+    if status != "OK":
+        message = reply.get("message")
+        detail = f": {message}" if isinstance(message, str) and len(message) < 200 else ""
+        raise PiaReplyError(
+            f"getSignature answered status {str(status)[:40]!r}{detail}; this server may not "
+            "offer port forwarding (PIA disables it on US servers): pick another region"
+        )
+    payload, signature = reply.get("payload"), reply.get("signature")
+    if not isinstance(payload, str) or not payload or not isinstance(signature, str) or not signature:
+        raise PiaReplyError("getSignature reply has no payload or signature")
+    data = _decode_payload(payload)
+    port = data.get("port")
+    if not valid_port(port):
+        raise PiaReplyError(f"getSignature payload has no valid port (got {str(port)[:20]!r})")
+    expires_at = _parse_expiry(data.get("expires_at"))
+    assert isinstance(port, int)  # noqa: S101 - narrowed by valid_port for mypy
+    return Lease(port=port, expires_at=expires_at, payload=payload, signature=signature, raw=raw)
+
+
+def _decode_payload(payload: str) -> dict[str, Any]:
+    try:
+        decoded = base64.b64decode(payload + "=" * (-len(payload) % 4), validate=True)
+        data = json.loads(decoded)
+    except (binascii.Error, ValueError, RecursionError):
+        raise PiaReplyError("getSignature payload is not base64-encoded JSON") from None
+    if not isinstance(data, dict):
+        raise PiaReplyError("getSignature payload is not a JSON object")
+    return data
+
+
+def _parse_expiry(value: object) -> datetime:
+    if not isinstance(value, str):
+        raise PiaReplyError("getSignature payload has no expires_at")
+    text = value.strip()
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        # Python 3.11 accepts up to 6 fractional digits only in some forms; trim to 6.
+        moment = _parse_long_fraction(text)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
+def _parse_long_fraction(text: str) -> datetime:
+    head, dot, rest = text.partition(".")
+    if dot:
+        digits = "".join(c for c in rest if c.isdigit())
+        tail = rest[len(digits) :]
+        text = f"{head}.{digits[:6]}{tail}"
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise PiaReplyError(f"getSignature expires_at is not a date ({text[:40]!r})") from None
+
+
+class LeaseStore:
+    """The saved getSignature reply (``STATE_FILE``), mode 0600, replaced atomically."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def load(self) -> Lease | None:
+        """The saved lease, or None when there is none or it is unreadable (logged)."""
+        try:
+            text = self.path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return None
+        except (OSError, UnicodeDecodeError) as exc:
+            log.warning("Ignoring saved lease %s: cannot read it (%s)", self.path, exc)
+            return None
+        try:
+            document = json.loads(text)
+            raw = document["reply"]
+            if not isinstance(raw, str):
+                raise TypeError
+            return parse_signature_reply(raw)
+        except (ValueError, KeyError, TypeError, RecursionError, PiaReplyError):
+            log.warning(
+                "Ignoring saved lease %s: it is corrupt or truncated; a new port will be "
+                "requested",
+                self.path,
+            )
+            return None
+
+    def save(self, lease: Lease) -> None:
+        """Write the raw reply and what it decodes to; raises OutputError."""
+        document = {
+            "reply": lease.raw,
+            "port": lease.port,
+            "expires_at": lease.expires_at.isoformat(),
+        }
+        atomic_write(self.path, json.dumps(document, indent=2) + "\n", mode=0o600)
+
+    def clear(self) -> None:
+        """Forget the saved lease (the user asked for a new port)."""
+        try:
+            self.path.unlink(missing_ok=True)
+        except OSError as exc:
+            raise OutputError(f"removing the saved lease {self.path} failed: {exc}") from exc

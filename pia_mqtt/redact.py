@@ -1,0 +1,50 @@
+"""Scrub secrets from text before it is logged, raised or published.
+
+Two layers: query parameters and JSON fields that carry secrets by name (``token``,
+``payload``, ``signature``, ``password``...) are masked wherever they appear, and every
+secret value the process knows (passwords, tokens, signatures) is registered with
+:func:`register` and replaced wherever it appears, even inside a library's error text.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+
+_MASK = "***"
+_SECRET_NAMES = r"token|payload|signature|password|passwd|pass|api_?key|username"
+_QUERY_RE = re.compile(rf"(?i)([?&;](?:{_SECRET_NAMES})=)[^&\s'\"#]*")
+_JSON_RE = re.compile(rf"(?i)(['\"](?:{_SECRET_NAMES})['\"]\s*:\s*)(['\"])(?:\\.|(?!\2).)*\2")
+_HEADER_RE = re.compile(r"(?i)((?:x-api-key|authorization|cookie|set-cookie)\s*[:=]\s*)[^\s,;]+")
+
+_lock = threading.Lock()
+_known: set[str] = set()
+# Values shorter than this are too likely to appear in ordinary text (a port, "admin").
+_MIN_SECRET_LEN = 4
+
+
+def register(*secrets: str | None) -> None:
+    """Remember secret values so that :func:`redact` removes them from any text."""
+    with _lock:
+        for secret in secrets:
+            if secret and len(secret) >= _MIN_SECRET_LEN:
+                _known.add(secret)
+
+
+def redact(text: object) -> str:
+    """Return ``str(text)`` with every known secret and secret-named field masked."""
+    out = str(text)
+    with _lock:
+        known = sorted(_known, key=len, reverse=True)
+    for secret in known:
+        if secret in out:
+            out = out.replace(secret, _MASK)
+    out = _QUERY_RE.sub(rf"\1{_MASK}", out)
+    out = _JSON_RE.sub(rf"\1\2{_MASK}\2", out)
+    return _HEADER_RE.sub(rf"\1{_MASK}", out)
+
+
+def describe(exc: BaseException) -> str:
+    """One redacted line naming the exception type and its message, for logs and state."""
+    message = redact(exc) or type(exc).__name__
+    return message.splitlines()[0] if message else type(exc).__name__

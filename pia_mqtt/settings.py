@@ -1,0 +1,245 @@
+"""Settings from the environment, with the seed README's names and defaults.
+
+Every secret also accepts ``<NAME>_FILE`` (Docker and Kubernetes secrets). A bad
+configuration raises :class:`~pia_mqtt.errors.ConfigError` listing every problem at once,
+each naming the variable to fix; secret values are never echoed.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from importlib import resources
+from ipaddress import IPv4Address
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from pia_mqtt import redact
+from pia_mqtt.errors import ConfigError
+
+PIA_TOKEN_URL = "https://www.privateinternetaccess.com/api/client/v2/token"
+# PIA drops a forwarded port that is not re-bound within 15 minutes.
+MAX_REFRESH_INTERVAL = 900
+DEFAULT_GLUETUN_URL = "http://127.0.0.1:8000"
+SECRET_FIELDS = ("pia_pass", "qbittorrent_pass", "mqtt_pass", "gluetun_api_key")
+
+
+class PortSource(StrEnum):
+    """Where the forwarded port comes from."""
+
+    PIA = "pia"
+    GLUETUN = "gluetun"
+
+
+class LogFormat(StrEnum):
+    """How log lines are written."""
+
+    TEXT = "text"
+    JSON = "json"
+
+
+def bundled_pia_ca() -> Path:
+    """Path of PIA's public CA certificate shipped inside the package."""
+    return Path(str(resources.files("pia_mqtt").joinpath("pia-ca.rsa.4096.crt")))
+
+
+Port = Annotated[int, Field(ge=1, le=65535)]
+
+
+class Settings(BaseSettings):
+    """The daemon's configuration; field ``x_y`` is read from ``X_Y``."""
+
+    model_config = SettingsConfigDict(
+        case_sensitive=False, env_ignore_empty=True, extra="ignore", frozen=True
+    )
+
+    # PIA (seed names)
+    pia_user: str | None = None
+    pia_pass: SecretStr | None = None
+    pia_pass_file: Path | None = None
+    port_forward_refresh_interval: int = Field(default=MAX_REFRESH_INTERVAL, ge=1)
+    port_file: Path = Path("/config/pia-port.txt")
+    port_data_file: Path = Path("/config/pia-port-data.json")
+    pia_gateway: IPv4Address | None = None
+    pia_hostname: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    state_file: Path = Path("/config/pia-lease.json")
+    # advanced / testing
+    pia_token_url: str = PIA_TOKEN_URL
+    pia_ca_cert: Path | None = None
+    pia_gateway_port: Port = 19999
+    gateway_watch_interval: float = Field(default=5.0, gt=0, le=300)
+    # qBittorrent
+    qbittorrent_host: str | None = None
+    qbittorrent_user: str = "admin"
+    qbittorrent_pass: SecretStr | None = None
+    qbittorrent_pass_file: Path | None = None
+    qbittorrent_check_interval: int = Field(default=60, ge=1)
+    # MQTT
+    mqtt_host: str | None = None
+    mqtt_port: Port = 1883
+    mqtt_user: str | None = None
+    mqtt_pass: SecretStr | None = None
+    mqtt_pass_file: Path | None = None
+    mqtt_tls: bool = False
+    mqtt_ca_cert: Path | None = None
+    mqtt_client_cert: Path | None = None
+    mqtt_client_key: Path | None = None
+    mqtt_client_id: str | None = None
+    mqtt_topic: str = "pia-mqtt"
+    ha_discovery: bool = True
+    ha_discovery_prefix: str = "homeassistant"
+    # hook and gluetun
+    port_change_command: str | None = None
+    port_change_command_timeout: float = Field(default=60.0, gt=0, le=3600)
+    port_source: PortSource = PortSource.PIA
+    gluetun_control_url: str | None = None
+    gluetun_api_key: SecretStr | None = None
+    gluetun_api_key_file: Path | None = None
+    gluetun_check_interval: float = Field(default=30.0, gt=0)
+    # logging
+    log_level: str = Field(default="INFO", pattern=r"(?i)^(DEBUG|INFO|WARNING|ERROR|CRITICAL)$")
+    log_format: LogFormat = LogFormat.TEXT
+
+    @property
+    def ca_cert(self) -> Path:
+        """The CA that gateway certificates must chain to."""
+        return self.pia_ca_cert or bundled_pia_ca()
+
+    @property
+    def gluetun_url(self) -> str:
+        """gluetun's control server, with the default filled in."""
+        return (self.gluetun_control_url or DEFAULT_GLUETUN_URL).rstrip("/")
+
+    @property
+    def qbittorrent_enabled(self) -> bool:
+        """Whether qBittorrent is to be kept in sync."""
+        return self.qbittorrent_host is not None
+
+    @property
+    def mqtt_enabled(self) -> bool:
+        """Whether to publish to MQTT."""
+        return self.mqtt_host is not None
+
+    def secret(self, name: str) -> str | None:
+        """The plain value of a secret field (``pia_pass``...), or None."""
+        value: SecretStr | None = getattr(self, name)
+        return value.get_secret_value() if value is not None else None
+
+    def masked(self) -> dict[str, Any]:
+        """Every effective setting with secrets masked, for ``check-config``."""
+        shown: dict[str, Any] = {}
+        for name in type(self).model_fields:
+            if name.endswith("_file") and name.removesuffix("_file") in SECRET_FIELDS:
+                continue
+            value = getattr(self, name)
+            if name in SECRET_FIELDS:
+                shown[name.upper()] = "***" if value is not None else None
+            elif isinstance(value, StrEnum):
+                shown[name.upper()] = value.value
+            elif isinstance(value, Path | IPv4Address):
+                shown[name.upper()] = str(value)
+            else:
+                shown[name.upper()] = value
+        shown["PIA_CA_CERT"] = str(self.ca_cert)
+        return shown
+
+
+def _field_problem(err: Any) -> str:
+    field = str(err["loc"][0]) if err["loc"] else "?"
+    name = field.upper()
+    if field in SECRET_FIELDS:
+        return f"{name}: {err['msg']}"
+    return f"{name}: {err['msg']} (got {redact.redact(err.get('input'))!r})"
+
+
+def _read_secret_files(values: Settings, problems: list[str]) -> dict[str, SecretStr]:
+    resolved: dict[str, SecretStr] = {}
+    for name in SECRET_FIELDS:
+        path: Path | None = getattr(values, f"{name}_file")
+        if path is None:
+            continue
+        if getattr(values, name) is not None:
+            problems.append(f"{name.upper()} and {name.upper()}_FILE are both set: keep one")
+            continue
+        try:
+            text = path.read_text(encoding="utf-8").rstrip("\r\n")
+        except OSError as exc:
+            problems.append(f"{name.upper()}_FILE: cannot read {path}: {exc.strerror}")
+            continue
+        if not text:
+            problems.append(f"{name.upper()}_FILE: {path} is empty")
+            continue
+        resolved[name] = SecretStr(text)
+    return resolved
+
+
+def _url_problem(name: str, url: str) -> str | None:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return f"{name}: must be an http:// or https:// URL such as http://qbittorrent:8080"
+    return None
+
+
+def _cross_checks(s: Settings, *, require_credentials: bool) -> list[str]:
+    problems: list[str] = []
+    if s.port_forward_refresh_interval > MAX_REFRESH_INTERVAL:
+        problems.append(
+            "PORT_FORWARD_REFRESH_INTERVAL: at most 900 seconds, PIA drops a port that is not "
+            f"re-bound within 15 minutes (got {s.port_forward_refresh_interval})"
+        )
+    if require_credentials and s.port_source is PortSource.PIA:
+        if not s.pia_user:
+            problems.append("PIA_USER: required (your PIA username, p1234567)")
+        if s.pia_pass is None:
+            problems.append("PIA_PASS: required (or PIA_PASS_FILE)")
+    if s.pia_ca_cert is not None and not s.pia_ca_cert.is_file():
+        problems.append(f"PIA_CA_CERT: no such file {s.pia_ca_cert}")
+    for name, url in (
+        ("QBITTORRENT_HOST", s.qbittorrent_host),
+        ("GLUETUN_CONTROL_URL", s.gluetun_control_url),
+        ("PIA_TOKEN_URL", s.pia_token_url),
+    ):
+        if url is not None and (problem := _url_problem(name, url)):
+            problems.append(problem)
+    topic = s.mqtt_topic
+    if not topic or any(c in topic for c in "+#\0") or topic.startswith("/") or topic.endswith("/"):
+        problems.append(
+            f"MQTT_TOPIC: must be a plain topic without +, # or a leading/trailing / (got {topic!r})"
+        )
+    prefix = s.ha_discovery_prefix
+    if not prefix or any(c in prefix for c in "+#\0"):
+        problems.append(f"HA_DISCOVERY_PREFIX: must be a plain topic (got {prefix!r})")
+    if (s.mqtt_client_cert is None) != (s.mqtt_client_key is None):
+        problems.append("MQTT_CLIENT_CERT and MQTT_CLIENT_KEY: set both or neither")
+    for name in ("mqtt_ca_cert", "mqtt_client_cert", "mqtt_client_key"):
+        path: Path | None = getattr(s, name)
+        if path is not None and not path.is_file():
+            problems.append(f"{name.upper()}: no such file {path}")
+    if s.mqtt_user is None and s.mqtt_pass is not None:
+        problems.append("MQTT_USER: required when MQTT_PASS is set")
+    return problems
+
+
+def load_settings(*, require_credentials: bool = True) -> Settings:
+    """Read and check the settings from the environment.
+
+    Raises ConfigError listing every problem. ``require_credentials=False`` serves the
+    commands that never talk to PIA's token endpoint (check-config, detect-gateway,
+    healthcheck).
+    """
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        raise ConfigError([_field_problem(e) for e in exc.errors()]) from None
+    problems: list[str] = []
+    secrets = _read_secret_files(settings, problems)
+    if secrets:
+        settings = settings.model_copy(update=secrets)
+    problems += _cross_checks(settings, require_credentials=require_credentials)
+    if problems:
+        raise ConfigError(problems)
+    redact.register(*(settings.secret(name) for name in SECRET_FIELDS))
+    return settings

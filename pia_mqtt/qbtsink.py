@@ -1,0 +1,261 @@
+"""The qBittorrent sink: keep qBittorrent's listening port equal to the forwarded port.
+
+The engine calls :meth:`QbittorrentSink.publish` and :meth:`QbittorrentSink.check` on its
+own thread; both only record the wanted port and wake this sink's worker thread, which
+does all HTTP. Pending work coalesces: only the latest wanted port matters. After every
+attempt the worker reports the sink's health to the engine's inbox and emits an event when
+it changed the port or when a new kind of failure starts.
+
+Wrong credentials latch: nothing is sent to qBittorrent until ``auth_retry`` has passed on
+the injected clock, and after ``max_failed_logins`` refused logins the sink stops logging
+in altogether. qBittorrent 4.x/5.x ban an IP after 5 refused logins and never forget a
+failure until a successful login or the ban, so a daemon retrying forever would lock the
+user out of their own Web UI.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from pia_mqtt.errors import (
+    QbittorrentAuthError,
+    QbittorrentBannedError,
+    QbittorrentError,
+)
+from pia_mqtt.model import Event, EventKind, Inbox, SinkHealth, Snapshot, SyncState, valid_port
+from pia_mqtt.redact import describe
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from pia_mqtt.qbittorrent import QbittorrentClient
+
+log = logging.getLogger(__name__)
+
+NAME = "qbittorrent"
+# Refused logins per pia-mqtt process. qBittorrent bans at 5 and keeps counting across our
+# restarts, so 2 leaves room for one restart of pia-mqtt and a typo in a browser.
+DEFAULT_MAX_FAILED_LOGINS = 2
+
+
+class QbittorrentSink:
+    """Mirror the forwarded port into qBittorrent from a worker thread (owns the client)."""
+
+    name = NAME
+
+    def __init__(
+        self,
+        client: QbittorrentClient,
+        inbox: Inbox,
+        *,
+        check_interval: float,
+        clock: Callable[[], datetime],
+        auth_retry: timedelta = timedelta(minutes=10),
+        max_failed_logins: int = DEFAULT_MAX_FAILED_LOGINS,
+        close_timeout: float = 2.0,
+    ) -> None:
+        self._client = client
+        self._inbox = inbox
+        self._check_interval = float(check_interval)
+        self._clock = clock
+        self._auth_retry = auth_retry
+        self._max_failed_logins = max_failed_logins
+        self._close_timeout = close_timeout
+        # Shared with the engine thread, guarded by _cond.
+        self._cond = threading.Condition()
+        self._wanted: int | None = None
+        self._confirmed: int | None = None
+        self._pending = False
+        self._busy = False
+        self._stopping = False
+        # Worker-thread state.
+        self._health: SinkHealth | None = None
+        self._last_sync: datetime | None = None
+        self._failure: tuple[SyncState, str] | None = None
+        self._retry_at: datetime | None = None
+        self._gave_up = False
+        self._thread = threading.Thread(target=self._run, name="qbittorrent-sink", daemon=True)
+        self._thread.start()
+
+    @property
+    def check_interval(self) -> float:
+        """Seconds between drift checks (QBITTORRENT_CHECK_INTERVAL)."""
+        return self._check_interval
+
+    def publish(self, snapshot: Snapshot) -> None:
+        """Queue setting the snapshot's port if qBittorrent is not known to have it."""
+        if not valid_port(snapshot.port):
+            return  # the VPN is still starting: never hand qBittorrent port 0
+        with self._cond:
+            self._wanted = snapshot.port
+            if snapshot.port != self._confirmed:
+                self._pending = True
+                self._cond.notify_all()
+
+    def check(self, snapshot: Snapshot) -> None:
+        """Queue reading qBittorrent's port and repairing drift (restart, --torrenting-port)."""
+        if not valid_port(snapshot.port):
+            return
+        with self._cond:
+            self._wanted = snapshot.port
+            self._pending = True
+            self._cond.notify_all()
+
+    def event(self, event: Event) -> None:
+        """Events need no action here: the port arrives through publish()."""
+
+    def drain(self, timeout: float) -> bool:
+        """Wait until queued work is done; False if it is still running after ``timeout``."""
+        with self._cond:
+            return self._cond.wait_for(lambda: not (self._pending or self._busy), timeout)
+
+    def close(self) -> None:
+        """Stop the worker; it closes the client once its current request is over."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        self._thread.join(self._close_timeout)
+        if self._thread.is_alive():
+            # Shutdown must stay fast: the daemon thread finishes its request (bounded by
+            # the client's timeout) and closes the client itself.
+            log.warning("qBittorrent worker still busy at shutdown; not waiting for it")
+
+    def _run(self) -> None:
+        try:
+            while self._next_job():
+                pass
+        finally:
+            self._client.close()
+
+    def _next_job(self) -> bool:
+        with self._cond:
+            self._cond.wait_for(lambda: self._pending or self._stopping)
+            if self._stopping:
+                self._pending = False
+                self._cond.notify_all()
+                return False
+            wanted, self._pending, self._busy = self._wanted, False, True
+        try:
+            if wanted is not None:
+                self._sync(wanted)
+        except Exception:  # a bug must not kill the worker and freeze the sink
+            log.exception("qBittorrent sink: unexpected error")
+        finally:
+            with self._cond:
+                self._busy = False
+                self._cond.notify_all()
+        return True
+
+    def _sync(self, wanted: int) -> None:
+        if self._latched():
+            return
+        try:
+            current = self._client.listen_port()
+            self._set_confirmed(current)
+            if current == wanted:
+                self._succeeded(wanted, previous=None)
+                return
+            try:
+                confirmed = self._client.set_listen_port(wanted)
+            except (QbittorrentAuthError, QbittorrentBannedError):
+                raise
+            except QbittorrentError as exc:
+                self._failed(SyncState.OUT_OF_SYNC, exc, wanted)
+                return
+            self._set_confirmed(confirmed)
+            self._succeeded(confirmed, previous=current)
+        except (QbittorrentAuthError, QbittorrentBannedError) as exc:
+            self._auth_failed(exc, wanted)
+        except QbittorrentError as exc:
+            self._failed(SyncState.UNREACHABLE, exc, wanted)
+
+    def _latched(self) -> bool:
+        """While latched nothing is sent; the auth_failed health is reported again."""
+        if not self._gave_up and (self._retry_at is None or self._clock() >= self._retry_at):
+            return False
+        if self._health is not None:
+            self._inbox.report(NAME, self._health)
+        return True
+
+    def _set_confirmed(self, port: int) -> None:
+        with self._cond:
+            self._confirmed = port
+
+    def _report(self, health: SinkHealth) -> None:
+        self._health = health
+        self._inbox.report(NAME, health)
+
+    def _succeeded(self, port: int, *, previous: int | None) -> None:
+        recovered = self._failure is not None
+        self._failure = None
+        self._retry_at = None
+        now = self._clock()
+        self._last_sync = now
+        self._report(SinkHealth(state=SyncState.IN_SYNC, port=port, last_sync=now))
+        if previous is not None:
+            message = f"qBittorrent listen port set to {port} (was {previous})"
+            log.info("%s", message)
+            self._inbox.emit(
+                Event(
+                    kind=EventKind.QBITTORRENT_SYNCED,
+                    at=now,
+                    message=message,
+                    port=port,
+                    data={"previous_port": previous},
+                )
+            )
+        elif recovered:
+            log.info("qBittorrent is in sync again: it listens on port %s", port)
+
+    def _failed(self, state: SyncState, exc: QbittorrentError, wanted: int) -> None:
+        self._fail(state, describe(exc), type(exc).__name__, wanted)
+
+    def _fail(
+        self, state: SyncState, message: str, kind: str, wanted: int, *, level: int | None = None
+    ) -> None:
+        with self._cond:
+            confirmed = self._confirmed
+        self._report(
+            SinkHealth(state=state, port=confirmed, last_sync=self._last_sync, error=message)
+        )
+        key = (state, kind)
+        if key == self._failure:
+            log.debug("qBittorrent still failing: %s", message)
+            return
+        self._failure = key
+        log.log(level if level is not None else logging.WARNING, "%s", message)
+        self._inbox.emit(
+            Event(
+                kind=EventKind.QBITTORRENT_FAILED,
+                at=self._clock(),
+                message=message,
+                port=wanted,
+                data={"state": state.value},
+            )
+        )
+
+    def _auth_failed(self, exc: QbittorrentError, wanted: int) -> None:
+        message = describe(exc)
+        if isinstance(exc, QbittorrentBannedError):
+            kind = "banned"  # a banned login is not counted by qBittorrent: retry later
+            self._retry_at = self._clock() + self._auth_retry
+        elif self._client.failed_logins >= self._max_failed_logins:
+            kind = "gave_up"
+            self._gave_up = True
+            message += (
+                f"; gave up after {self._client.failed_logins} refused logins so that "
+                "qBittorrent does not ban this IP: fix QBITTORRENT_USER/QBITTORRENT_PASS "
+                "and restart pia-mqtt"
+            )
+        else:
+            kind = "auth"
+            self._retry_at = self._clock() + self._auth_retry
+            message += f"; next login attempt in {self._auth_retry.total_seconds():g} s"
+        # ERROR once when auth starts failing; later changes (ban, giving up) as warnings.
+        level = logging.ERROR
+        if self._failure is not None and self._failure[0] is SyncState.AUTH_FAILED:
+            level = logging.WARNING
+        self._fail(SyncState.AUTH_FAILED, message, kind, wanted, level=level)

@@ -1,0 +1,303 @@
+"""PORT_CHANGE_COMMAND: run the user's command when the forwarded port changes.
+
+The command line is split like a shell would split it and run without a shell, with
+``{port}`` replaced in the arguments and ``PIA_PORT``/``PIA_OLD_PORT`` in the environment.
+Runs happen one at a time on a worker thread. When several changes pile up while a run is
+in progress only the newest port runs next, with ``PIA_OLD_PORT`` set to the port the
+command was last run for: a port that was already replaced is never handed out, and the
+script still sees an unbroken old -> new chain.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import selectors
+import shlex
+import signal
+import subprocess
+import threading
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from pia_mqtt import redact
+from pia_mqtt.errors import ConfigError
+from pia_mqtt.model import Event, EventKind, Inbox, Snapshot, valid_port
+from pia_mqtt.settings import SECRET_FIELDS
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+    from datetime import datetime
+
+log = logging.getLogger(__name__)
+
+VARIABLE = "PORT_CHANGE_COMMAND"
+# The daemon's own secrets are not the hook's business.
+HIDDEN_ENV = frozenset(name.upper() for name in SECRET_FIELDS)
+LOG_OUTPUT_LIMIT = 4000
+EVENT_OUTPUT_LIMIT = 1000
+_KEEP_BYTES = 16 * 1024
+_CLOSE_GRACE = 1.5
+
+
+def split_command(command_line: str) -> list[str]:
+    """Split PORT_CHANGE_COMMAND like a shell would; raises ConfigError if it cannot."""
+    try:
+        argv = shlex.split(command_line)
+    except ValueError as exc:
+        raise ConfigError([f"{VARIABLE}: cannot be split like a shell would: {exc}"]) from None
+    if not argv:
+        raise ConfigError([f"{VARIABLE}: is empty"])
+    return argv
+
+
+@dataclass(frozen=True)
+class HookResult:
+    """One run: ``exit_code`` is None when it never started or had to be killed."""
+
+    exit_code: int | None
+    reason: str  # ok, exit_status, killed, timeout, not_found, not_executable, error
+    detail: str
+    output: str
+    output_bytes: int
+
+    @property
+    def ok(self) -> bool:
+        """Whether the command ran and exited with status 0."""
+        return self.reason == "ok"
+
+
+class HookSink:
+    """Runs PORT_CHANGE_COMMAND for every new port (a Sink named ``hook``)."""
+
+    name = "hook"
+
+    def __init__(
+        self,
+        command_line: str,
+        inbox: Inbox,
+        *,
+        timeout: float,
+        clock: Callable[[], datetime],
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        self._argv = split_command(command_line)
+        self._inbox = inbox
+        self._timeout = timeout
+        self._clock = clock
+        # Passing the daemon's environment on is the point of this read: scripts expect PATH etc.
+        base = os.environ if environ is None else environ
+        self._env = {k: v for k, v in base.items() if k.upper() not in HIDDEN_ENV}
+        self._cond = threading.Condition()
+        self._accepted: int | None = None  # engine thread only
+        self._pending: int | None = None
+        self._last_run: int | None = None
+        self._busy = self._stopping = False
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._thread = threading.Thread(target=self._work, name="pia-mqtt-hook", daemon=True)
+        self._thread.start()
+
+    @property
+    def check_interval(self) -> float | None:
+        """The hook has nothing to check periodically."""
+        return None
+
+    def publish(self, snapshot: Snapshot) -> None:
+        """Queue a run when the port is valid and differs from the last one queued."""
+        port = snapshot.port
+        if not valid_port(port) or port == self._accepted:
+            return
+        self._accepted = port
+        with self._cond:
+            self._pending = port
+            self._cond.notify_all()
+
+    def event(self, event: Event) -> None:
+        """Events do not trigger the hook."""
+
+    def check(self, snapshot: Snapshot) -> None:
+        """Nothing to check."""
+
+    def drain(self, timeout: float) -> bool:
+        """Wait until queued runs finished (for ``pia-mqtt once``); False on timeout."""
+        with self._cond:
+            return self._cond.wait_for(lambda: self._pending is None and not self._busy, timeout)
+
+    def close(self) -> None:
+        """Drop queued runs, give a running command a moment, then kill it and stop."""
+        with self._cond:
+            self._stopping = True
+            self._pending = None
+            self._cond.notify_all()
+        self._thread.join(timeout=_CLOSE_GRACE)
+        if self._thread.is_alive():
+            with self._cond:
+                proc = self._proc
+            if proc is not None:
+                log.warning("stopping: killing %s, still running", VARIABLE)
+                _kill_group(proc)
+            self._thread.join(timeout=_CLOSE_GRACE)
+
+    def _work(self) -> None:
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: self._stopping or self._pending is not None)
+                if self._stopping:
+                    return
+                port, self._pending = self._pending, None
+                old, self._busy = self._last_run, True
+            try:
+                if port is not None and port != old:
+                    self._last_run = port
+                    self._report(port, old, self._run(port, old))
+            except Exception:
+                log.exception("%s: unexpected failure of the hook worker", VARIABLE)
+            finally:
+                with self._cond:
+                    self._busy = False
+                    self._cond.notify_all()
+
+    def _run(self, port: int, old: int | None) -> HookResult:
+        argv = [arg.replace("{port}", str(port)) for arg in self._argv]
+        env = {**self._env, "PIA_PORT": str(port), "PIA_OLD_PORT": str(old or "")}
+        program = argv[0]
+        log.info("running %s %s for port %s (old port %s)", VARIABLE, program, port, old or "-")
+        try:
+            proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,
+            )
+        except FileNotFoundError:
+            return _not_started(
+                "not_found",
+                f"{program!r} (or its #! interpreter) not found: give {VARIABLE} a full "
+                "path or a command on PATH (for shell syntax use sh -c '...')",
+            )
+        except PermissionError:
+            return _not_started(
+                "not_executable",
+                f"{program!r} is not executable: chmod +x "
+                f"it or start {VARIABLE} with its interpreter",
+            )
+        except OSError as exc:
+            return _not_started("error", f"cannot run {program!r}: {redact.describe(exc)}")
+        with self._cond:
+            self._proc = proc
+        try:
+            return self._collect(proc, program)
+        finally:
+            with self._cond:
+                self._proc = None
+
+    def _collect(self, proc: subprocess.Popen[bytes], program: str) -> HookResult:
+        tail, total, timed_out = _read_until_exit(proc, self._timeout)
+        if timed_out:
+            _kill_group(proc)
+        code = proc.wait()
+        output = redact.redact(tail.decode("utf-8", errors="replace")).strip()
+        if timed_out:
+            detail = f"{program!r} did not finish within {self._timeout:g} s and was killed"
+            return HookResult(None, "timeout", detail, output, total)
+        if code < 0:
+            detail = f"{program!r} was killed by {_signal_name(-code)}"
+            return HookResult(code, "killed", detail, output, total)
+        if code:
+            return HookResult(
+                code, "exit_status", f"{program!r} exited with status {code}", output, total
+            )
+        return HookResult(0, "ok", f"{program!r} exited with status 0", output, total)
+
+    def _report(self, port: int, old: int | None, result: HookResult) -> None:
+        level = logging.INFO if result.ok else logging.WARNING
+        log.log(level, "%s for port %s: %s", VARIABLE, port, result.detail)
+        if result.output:
+            log.log(level, "%s output: %s", VARIABLE, result.output[-LOG_OUTPUT_LIMIT:])
+        data: dict[str, object] = {
+            "old_port": old,
+            "exit_code": result.exit_code,
+            "reason": result.reason,
+            "output": result.output[-EVENT_OUTPUT_LIMIT:],
+            "output_truncated": len(result.output) > EVENT_OUTPUT_LIMIT
+            or result.output_bytes > _KEEP_BYTES,
+        }
+        kind = EventKind.HOOK_RAN if result.ok else EventKind.HOOK_FAILED
+        message = f"{VARIABLE} for port {port}: {result.detail}"
+        self._inbox.emit(Event(kind, self._clock(), message, port=port, data=data))
+
+
+def _not_started(reason: str, detail: str) -> HookResult:
+    return HookResult(None, reason, detail, "", 0)
+
+
+def _read_until_exit(proc: subprocess.Popen[bytes], timeout: float) -> tuple[bytes, int, bool]:
+    """Keep the last output bytes until the process exits; True if ``timeout`` ran out.
+
+    Waits on the pipe and on a pidfd together: a background child that inherited the pipe
+    must not hold the run open after the command itself has exited.
+    """
+    assert proc.stdout is not None  # noqa: S101 - Popen was given stdout=PIPE
+    fd = proc.stdout.fileno()
+    tail = bytearray()
+    total = 0
+    deadline = time.monotonic() + timeout
+    pidfd = _pidfd(proc.pid)
+    pipe_open, exited = True, False
+    try:
+        with selectors.DefaultSelector() as selector:
+            selector.register(fd, selectors.EVENT_READ)
+            if pidfd is not None:
+                selector.register(pidfd, selectors.EVENT_READ)
+            while pipe_open or not exited:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return bytes(tail), total, proc.poll() is None
+                # Once it exited, take only what is already there; without a pidfd, look
+                # at the process every 0.2 s.
+                wait = 0 if exited else remaining if pidfd is not None else min(remaining, 0.2)
+                ready = {key.fd for key, _ in selector.select(wait)}
+                if fd in ready:
+                    chunk = os.read(fd, 65536)
+                    total += len(chunk)
+                    tail += chunk
+                    del tail[:-_KEEP_BYTES]
+                    if not chunk:
+                        selector.unregister(fd)
+                        pipe_open = False
+                elif exited:
+                    break
+                if not exited and (pidfd in ready or (pidfd is None and proc.poll() is not None)):
+                    exited = True
+                    if pidfd is not None:
+                        selector.unregister(pidfd)
+            return bytes(tail), total, False
+    finally:
+        proc.stdout.close()
+        if pidfd is not None:
+            os.close(pidfd)
+
+
+def _pidfd(pid: int) -> int | None:
+    try:
+        return os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        return None
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    if proc.returncode is not None:
+        return  # already reaped: its pid (and group id) may belong to someone else now
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"

@@ -25,13 +25,15 @@ def atomic_write(path: Path, text: str, *, mode: int = 0o644) -> None:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
+        Path(tmp_name).replace(path)
         tmp_name = None
         _fsync_dir(folder)
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
-        raise OutputError(f"writing {path} failed: {reason}; check that {folder} exists and is "
-                          "writable by this user (uid 1000 in the container)") from None
+        raise OutputError(
+            f"writing {path} failed: {reason}; check that {folder} exists and is "
+            "writable by this user (uid 1000 in the container)"
+        ) from None
     finally:
         if tmp_name is not None:
             with contextlib.suppress(OSError):

@@ -72,7 +72,7 @@ def parse_signature_reply(raw: str) -> Lease:
             "offer port forwarding (PIA disables it on US servers): pick another region"
         )
     payload, signature = reply.get("payload"), reply.get("signature")
-    if not isinstance(payload, str) or not payload or not isinstance(signature, str) or not signature:
+    if not (isinstance(payload, str) and payload and isinstance(signature, str) and signature):
         raise PiaReplyError("getSignature reply has no payload or signature")
     data = _decode_payload(payload)
     port = data.get("port")
@@ -115,7 +115,7 @@ def _parse_long_fraction(text: str) -> datetime:
         tail = rest[len(digits) :]
         text = f"{head}.{digits[:6]}{tail}"
     try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+        return datetime.fromisoformat(text)
     except ValueError:
         raise PiaReplyError(f"getSignature expires_at is not a date ({text[:40]!r})") from None
 
@@ -137,14 +137,10 @@ class LeaseStore:
             return None
         try:
             document = json.loads(text)
-            raw = document["reply"]
-            if not isinstance(raw, str):
-                raise TypeError
-            return parse_signature_reply(raw)
+            return parse_signature_reply(str(document["reply"]))
         except (ValueError, KeyError, TypeError, RecursionError, PiaReplyError):
             log.warning(
-                "Ignoring saved lease %s: it is corrupt or truncated; a new port will be "
-                "requested",
+                "Ignoring saved lease %s: it is corrupt or truncated; a new port will be requested",
                 self.path,
             )
             return None

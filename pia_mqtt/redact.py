@@ -12,7 +12,7 @@ import re
 import threading
 
 _MASK = "***"
-_SECRET_NAMES = r"token|payload|signature|password|passwd|pass|api_?key|username"
+_SECRET_NAMES = r"token|payload|signature|password|passwd|pass|api_?key|username"  # noqa: S105
 _QUERY_RE = re.compile(rf"(?i)([?&;](?:{_SECRET_NAMES})=)[^&\s'\"#]*")
 _JSON_RE = re.compile(rf"(?i)(['\"](?:{_SECRET_NAMES})['\"]\s*:\s*)(['\"])(?:\\.|(?!\2).)*\2")
 _HEADER_RE = re.compile(r"(?i)((?:x-api-key|authorization|cookie|set-cookie)\s*[:=]\s*)[^\s,;]+")

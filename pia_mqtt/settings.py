@@ -20,7 +20,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from pia_mqtt import redact
 from pia_mqtt.errors import ConfigError
 
-PIA_TOKEN_URL = "https://www.privateinternetaccess.com/api/client/v2/token"
+PIA_TOKEN_URL = "https://www.privateinternetaccess.com/api/client/v2/token"  # noqa: S105
 # PIA drops a forwarded port that is not re-bound within 15 minutes.
 MAX_REFRESH_INTERVAL = 900
 DEFAULT_GLUETUN_URL = "http://127.0.0.1:8000"
@@ -110,7 +110,7 @@ class Settings(BaseSettings):
 
     @property
     def gluetun_url(self) -> str:
-        """gluetun's control server, with the default filled in."""
+        """The gluetun control server URL, with the default filled in."""
         return (self.gluetun_control_url or DEFAULT_GLUETUN_URL).rstrip("/")
 
     @property
@@ -204,10 +204,16 @@ def _cross_checks(s: Settings, *, require_credentials: bool) -> list[str]:
     ):
         if url is not None and (problem := _url_problem(name, url)):
             problems.append(problem)
+    return problems + _mqtt_checks(s)
+
+
+def _mqtt_checks(s: Settings) -> list[str]:
+    problems: list[str] = []
     topic = s.mqtt_topic
     if not topic or any(c in topic for c in "+#\0") or topic.startswith("/") or topic.endswith("/"):
         problems.append(
-            f"MQTT_TOPIC: must be a plain topic without +, # or a leading/trailing / (got {topic!r})"
+            "MQTT_TOPIC: must be a plain topic without +, # or a leading/trailing / "
+            f"(got {topic!r})"
         )
     prefix = s.ha_discovery_prefix
     if not prefix or any(c in prefix for c in "+#\0"):

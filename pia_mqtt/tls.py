@@ -127,10 +127,18 @@ def probe(
     cert = PeerCert.from_getpeercert(peer or {})
     if hostname is not None and not cert.matches(hostname):
         return ProbeResult(
-            address, port, Verdict.WRONG_NAME, cert=cert,
+            address,
+            port,
+            Verdict.WRONG_NAME,
+            cert=cert,
             detail=f"certificate is for {cert.server_name!r}, expected {hostname!r} (PIA_HOSTNAME)",
         )
     if cert.server_name is None:
-        return ProbeResult(address, port, Verdict.WRONG_CERTIFICATE, cert=cert,
-                           detail="certificate carries no name")
+        return ProbeResult(
+            address,
+            port,
+            Verdict.WRONG_CERTIFICATE,
+            cert=cert,
+            detail="certificate carries no name",
+        )
     return ProbeResult(address, port, Verdict.OK, cert=cert)

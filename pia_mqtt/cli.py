@@ -1,0 +1,182 @@
+"""The ``pia-mqtt`` command: parse arguments, load settings, configure logging, run.
+
+Exit status: 0 success, 1 failure (no port, unhealthy), 2 bad configuration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from pia_mqtt import __version__
+
+if TYPE_CHECKING:
+    from pia_mqtt.settings import Settings
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_CONFIG = 2
+
+COMMANDS = {
+    "run": "keep the port forward alive (default)",
+    "once": "acquire, bind, write the files, update every sink, then exit",
+    "detect-gateway": "list every gateway candidate and its verdict",
+    "check-config": "print the effective settings with secrets masked",
+    "healthcheck": "exit 0 only if the last successful bind is recent",
+    "demo": "run the whole loop against the built-in PIA simulator",
+}
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pia-mqtt",
+        description="Keep a PIA forwarded port alive and hand it to files, qBittorrent, a hook "
+        "and MQTT. Configured by environment variables (see README).",
+    )
+    parser.add_argument("--version", action="version", version=f"pia-mqtt {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, help_text in COMMANDS.items():
+        command = sub.add_parser(name, help=help_text, description=help_text)
+        if name == "demo":
+            command.add_argument(
+                "--dir",
+                default="demo-config",
+                help="folder for the port files and the simulator (default ./demo-config)",
+            )
+            command.add_argument(
+                "--duration",
+                type=float,
+                default=None,
+                help="stop after this many seconds (default: until Ctrl-C)",
+            )
+            command.add_argument(
+                "--interval",
+                type=int,
+                default=30,
+                help="keep-alive interval in seconds for the demo (default 30)",
+            )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``pia-mqtt`` console script."""
+    args = _parser().parse_args(argv)
+    command = args.command or "run"
+    from pia_mqtt.errors import ConfigError  # noqa: PLC0415 - keep --version fast
+
+    try:
+        if command == "check-config":
+            return _check_config()
+        settings = _settings(require_credentials=command in ("run", "once"))
+        if command == "healthcheck":
+            return _healthcheck(settings)
+        _configure_logging(settings)
+        if command == "detect-gateway":
+            return _detect_gateway(settings)
+        if command == "demo":
+            from pathlib import Path  # noqa: PLC0415
+
+            from pia_mqtt.demo import demo_settings  # noqa: PLC0415
+
+            with demo_settings(settings, folder=Path(args.dir), interval=args.interval) as demo:
+                return _run(demo, once=False, duration=args.duration)
+        return _run(settings, once=command == "once")
+    except ConfigError as exc:
+        print(f"pia-mqtt: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+
+
+def _settings(*, require_credentials: bool) -> Settings:
+    from pia_mqtt.settings import load_settings  # noqa: PLC0415
+
+    return load_settings(require_credentials=require_credentials)
+
+
+def _configure_logging(settings: Settings) -> None:
+    from pia_mqtt.logs import configure  # noqa: PLC0415
+
+    configure(settings.log_level, settings.log_format.value)
+
+
+def _check_config() -> int:
+    import json  # noqa: PLC0415
+
+    from pia_mqtt.errors import ConfigError  # noqa: PLC0415
+
+    settings = _settings(require_credentials=False)
+    print(json.dumps(settings.masked(), indent=2, default=str))
+    try:
+        _settings(require_credentials=True)
+    except ConfigError as exc:
+        print(f"pia-mqtt: not ready to run: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    print("configuration OK", file=sys.stderr)
+    return EXIT_OK
+
+
+def _healthcheck(settings: Settings) -> int:
+    from datetime import UTC, datetime  # noqa: PLC0415
+
+    from pia_mqtt.portfiles import check_health  # noqa: PLC0415
+
+    health = check_health(
+        settings.port_data_file,
+        refresh_interval=settings.port_forward_refresh_interval,
+        now=datetime.now(UTC),
+    )
+    print(("healthy: " if health.ok else "unhealthy: ") + health.reason)
+    return EXIT_OK if health.ok else EXIT_FAILED
+
+
+def _detect_gateway(settings: Settings) -> int:
+    from pia_mqtt.gateway import format_results  # noqa: PLC0415
+    from pia_mqtt.wiring import build_finder  # noqa: PLC0415
+
+    finder = build_finder(settings)
+    results = finder.detect_all()
+    if not results:
+        print("no gateway candidates: no routes or tunnel interfaces found; is the VPN up?")
+        return EXIT_FAILED
+    print(format_results(results))
+    return EXIT_OK if any(r.probe.ok for r in results) else EXIT_FAILED
+
+
+def _run(settings: Settings, *, once: bool, duration: float | None = None) -> int:
+    import logging  # noqa: PLC0415
+    import signal  # noqa: PLC0415
+    from datetime import UTC, datetime  # noqa: PLC0415
+
+    from pia_mqtt.engine import ShutdownRequestedError  # noqa: PLC0415
+    from pia_mqtt.wiring import build_engine, describe_once, run_once  # noqa: PLC0415
+
+    log = logging.getLogger("pia_mqtt")
+    log.info("pia-mqtt %s starting (%s)", __version__, "once" if once else "run")
+    engine = build_engine(settings)
+
+    def stop(signum: int, _frame: object) -> None:
+        log.info("Received %s: stopping", signal.Signals(signum).name)
+        engine.request_stop()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    if once:
+        try:
+            ok = run_once(engine)
+        except ShutdownRequestedError:
+            return EXIT_FAILED
+        print(describe_once(engine, datetime.now(UTC)))
+        return EXIT_OK if ok else EXIT_FAILED
+    try:
+        engine.start()
+        engine.run(timeout=duration)
+    except ShutdownRequestedError:
+        log.info("Stopped during a request")
+    except Exception:
+        log.exception("pia-mqtt stopped by a bug; the container restarts it with the same port")
+        return EXIT_FAILED
+    finally:
+        engine.close()
+    log.info("pia-mqtt stopped")
+    return EXIT_OK

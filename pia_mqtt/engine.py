@@ -1,0 +1,236 @@
+"""The engine: one thread owns the state, wakes on its inbox or the next timer.
+
+Sinks and paho's network thread never touch the state: they post to the inbox
+(:class:`~pia_mqtt.model.Inbox`). A *controller* (the PIA lease manager, or the gluetun
+follower) decides what the port is and changes the snapshot through :meth:`Engine.update`;
+every change is handed to every sink, and a sink that fails never stops the others.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from pia_mqtt.errors import PiaMqttError
+from pia_mqtt.model import Command, Event, EventKind, Sink, SinkHealth, Snapshot, Status
+from pia_mqtt.redact import describe
+from pia_mqtt.timers import Timers
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    """The real clock: an aware UTC datetime."""
+    return datetime.now(UTC)
+
+
+class Controller(Protocol):
+    """Decides the port: started once, told about commands, closed on shutdown."""
+
+    def start(self) -> None:
+        """Schedule the first jobs."""
+
+    def handle(self, command: Command) -> None:
+        """React to a user command (refresh, new port)."""
+
+    def close(self) -> None:
+        """Release clients; called once on shutdown."""
+
+
+class ShutdownRequestedError(BaseException):
+    """Raised from the signal handler to abort a blocking call so shutdown meets 2 s.
+
+    A BaseException so that no ``except Exception`` in a client swallows it.
+    """
+
+
+class Engine:
+    """The scheduler loop, the snapshot, and dispatch to sinks. Implements ``Inbox``."""
+
+    def __init__(self, *, clock: Clock = utc_now, source: str = "pia") -> None:
+        self.clock = clock
+        self.timers = Timers(self._guard)
+        self.snapshot = Snapshot(status=Status.STARTING, updated_at=clock(), source=source)
+        self._queue: queue.Queue[tuple[str, Any]] = queue.Queue()
+        self._sinks: list[Sink] = []
+        self._controller: Controller | None = None
+        self._stopping = threading.Event()
+        self._busy = False
+        self._fatal: BaseException | None = None
+
+    # -- wiring ---------------------------------------------------------------------------
+    def attach(self, controller: Controller, sinks: Sequence[Sink]) -> None:
+        """Set the controller and the sinks (before :meth:`start`)."""
+        self._controller = controller
+        self._sinks = list(sinks)
+
+    @property
+    def sinks(self) -> list[Sink]:
+        """The attached sinks, in dispatch order."""
+        return list(self._sinks)
+
+    def start(self) -> None:
+        """Publish the starting snapshot, schedule sink checks, start the controller."""
+        self._dispatch_snapshot()
+        for sink in self._sinks:
+            interval = sink.check_interval
+            if interval:
+                self.timers.every(f"check:{sink.name}", interval, self._checker(sink))
+        if self._controller is not None:
+            self._controller.start()
+
+    # -- Inbox (any thread) -----------------------------------------------------------------
+    def command(self, command: Command, *, source: str) -> None:
+        """Queue a user command."""
+        self._queue.put(("command", (command, source)))
+
+    def report(self, sink: str, health: SinkHealth) -> None:
+        """Queue a sink's health report."""
+        self._queue.put(("report", (sink, health)))
+
+    def emit(self, event: Event) -> None:
+        """Queue an event to be dispatched to every sink."""
+        self._queue.put(("event", event))
+
+    def request_stop(self) -> None:
+        """Ask the loop to stop (signal handlers); raises to abort a blocking call."""
+        self._stopping.set()
+        self._queue.put(("command", (Command.STOP, "signal")))
+        if self._busy and threading.current_thread() is threading.main_thread():
+            raise ShutdownRequestedError
+
+    # -- state (engine thread) -------------------------------------------------------------
+    def update(self, **changes: Any) -> None:
+        """Change the snapshot; sinks hear about it only when something really changed."""
+        candidate = dataclasses.replace(self.snapshot, **changes)
+        if dataclasses.replace(candidate, updated_at=self.snapshot.updated_at) == self.snapshot:
+            return
+        self.snapshot = dataclasses.replace(candidate, updated_at=self.clock())
+        self._dispatch_snapshot()
+
+    def announce(
+        self, kind: EventKind, message: str, *, level: int = logging.INFO, **data: Any
+    ) -> None:
+        """Log an event (INFO unless told) and hand it to every sink."""
+        log.log(level, "%s", message)
+        event = Event(
+            kind=kind, at=self.clock(), message=message, port=self.snapshot.port, data=data
+        )
+        self._dispatch_event(event)
+
+    # -- the loop --------------------------------------------------------------------------
+    def run(self, *, until: Callable[[], bool] | None = None, timeout: float | None = None) -> None:
+        """Run until STOP (or ``until()`` is true, or ``timeout`` real seconds pass)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self._stopping.is_set():
+            if until is not None and until():
+                return
+            wait = self.timers.idle_seconds()
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return
+                wait = left if wait is None else min(wait, left)
+            self._wait_and_process(wait)
+            self.run_pending()
+
+    def run_pending(self) -> None:
+        """Process every queued message and every due timer, without waiting."""
+        while True:
+            try:
+                kind, payload = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            self._process(kind, payload)
+        if not self._stopping.is_set():
+            self._busy = True
+            try:
+                self.timers.run_pending()
+            finally:
+                self._busy = False
+        if self._fatal is not None:
+            fatal, self._fatal = self._fatal, None
+            raise fatal
+
+    @property
+    def stopping(self) -> bool:
+        """Whether STOP was received."""
+        return self._stopping.is_set()
+
+    def close(self) -> None:
+        """Stop timers, close the controller, then every sink (MQTT says offline last)."""
+        self._stopping.set()
+        self.timers.clear()
+        if self._controller is not None:
+            self._guard("controller.close", self._controller.close)
+        for sink in self._sinks:
+            self._guard(f"{sink.name}.close", sink.close)
+
+    # -- internals -------------------------------------------------------------------------
+    def _wait_and_process(self, wait: float | None) -> None:
+        try:
+            kind, payload = self._queue.get(timeout=wait)
+        except queue.Empty:
+            return
+        self._process(kind, payload)
+
+    def _process(self, kind: str, payload: Any) -> None:
+        if kind == "command":
+            command, source = payload
+            if command is Command.STOP:
+                self._stopping.set()
+                return
+            log.info("Command %s from %s", command.value, source)
+            controller = self._controller
+            if controller is not None:
+                self._busy = True
+                try:
+                    self._guard(f"command {command.value}", lambda: controller.handle(command))
+                finally:
+                    self._busy = False
+        elif kind == "report":
+            sink, health = payload
+            sinks = dict(self.snapshot.sinks)
+            sinks[sink] = health
+            self.update(sinks=sinks)
+        elif kind == "event":
+            self._dispatch_event(payload)
+
+    def _dispatch_snapshot(self) -> None:
+        snapshot = self.snapshot
+        for sink in self._sinks:
+            self._guard(f"{sink.name}.publish", functools.partial(sink.publish, snapshot))
+
+    def _dispatch_event(self, event: Event) -> None:
+        for sink in self._sinks:
+            self._guard(f"{sink.name}.event", functools.partial(sink.event, event))
+
+    def _checker(self, sink: Sink) -> Callable[[], None]:
+        def check() -> None:
+            sink.check(self.snapshot)
+
+        return check
+
+    def _guard(self, name: str, job: Callable[[], None]) -> None:
+        """Run one job: outside-system errors are logged and the loop goes on.
+
+        Anything else is a bug: it is logged with its traceback and ends the loop (the
+        process exits non-zero and the container restarts, keeping the saved port).
+        """
+        try:
+            job()
+        except PiaMqttError as exc:
+            log.error("%s failed: %s", name, describe(exc))
+        except Exception as exc:
+            log.exception("Bug in %s", name)
+            self._fatal = exc
+            self._stopping.set()

@@ -1,0 +1,337 @@
+"""Find the PIA gateway: read routes and addresses, probe candidates, watch for changes.
+
+:mod:`pia_mqtt.routes` decides which addresses are worth trying (pure); this module reads
+the system (``ip -j``, falling back to ``/proc/net/route`` and interface ioctls where
+iproute2 is missing, as on busybox images) and probes every candidate at once. A
+candidate counts only if its API port completes a TLS handshake that chains to PIA's CA
+(:func:`pia_mqtt.tls.probe`); the certificate's name is learned from it unless
+``PIA_HOSTNAME`` pins one.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import logging
+import shutil
+import socket
+import struct
+import subprocess
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pia_mqtt import routes
+from pia_mqtt.errors import GatewayNotFoundError
+from pia_mqtt.model import GatewayTarget
+from pia_mqtt.routes import Address, Candidate, Route
+from pia_mqtt.tls import ProbeResult, Verdict, probe
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+log = logging.getLogger(__name__)
+
+IP_TIMEOUT = 2.0
+MAX_WORKERS = 16
+PROC_ROUTE = Path("/proc/net/route")
+IP_PATHS = ("/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip")
+
+HINTS = (
+    "Common causes:",
+    "  - VPN not connected yet: wait until the tunnel is up (it is retried automatically).",
+    "  - Non-standard PIA gateway IP: set PIA_GATEWAY to the gateway's address.",
+    "  - Firewall blocking port {port}: allow TCP to the gateway on that port (PIA_GATEWAY_PORT).",
+)
+
+
+@dataclass(frozen=True)
+class CandidateResult:
+    """One candidate and what probing it found."""
+
+    candidate: Candidate
+    probe: ProbeResult
+
+
+class GatewayFinder:
+    """Detect the PIA gateway from this host's routes and addresses.
+
+    ``configured`` (``PIA_GATEWAY``) is the user's choice: it is the only address probed,
+    and it still has to pass the TLS check. ``hostname`` (``PIA_HOSTNAME``) must then be
+    in the certificate; without it the certificate's own name is learned.
+    """
+
+    def __init__(
+        self,
+        *,
+        configured: str | None,
+        hostname: str | None,
+        port: int,
+        ca_file: Path,
+        probe_timeout: float = 2.0,
+        deadline: float = 5.0,
+        read_system: Callable[[], tuple[list[Route], list[Address]]] | None = None,
+    ) -> None:
+        self._configured = configured
+        self._hostname = hostname
+        self._port = port
+        self._ca_file = ca_file
+        self._probe_timeout = probe_timeout
+        self._deadline = deadline
+        self._read_system = read_system or read_system_routes
+
+    @property
+    def port(self) -> int:
+        """The gateway API port probed (``PIA_GATEWAY_PORT``)."""
+        return self._port
+
+    def candidates(self) -> list[Candidate]:
+        """Addresses to try, best first; reads local state only, sends nothing."""
+        if self._configured is not None:
+            return [Candidate(self._configured, routes.CONFIGURED, "PIA_GATEWAY")]
+        found, addresses = self._read_system()
+        return routes.candidates(found, addresses, configured=None)
+
+    def detect_all(self) -> list[CandidateResult]:
+        """Probe every candidate concurrently; the whole run ends within ``deadline``."""
+        return self._probe_all(self.candidates(), stop_at_first_ok=False)
+
+    def find(self) -> GatewayTarget:
+        """Return the first candidate (in candidate order) that proved to be a PIA gateway.
+
+        Returns as soon as every better candidate has failed and one has answered, so a
+        slow dead candidate further down the list does not delay the answer.
+        """
+        results = self._probe_all(self.candidates(), stop_at_first_ok=True)
+        for result in results:
+            cert = result.probe.cert
+            if result.probe.ok and cert is not None:
+                name = self._hostname or cert.server_name or ""
+                target = GatewayTarget(result.candidate.address, name, result.candidate.source)
+                log.info(
+                    "PIA gateway %s (%s), certificate name %s",
+                    target.address,
+                    target.source,
+                    target.hostname,
+                )
+                return target
+        raise GatewayNotFoundError(not_found_message(results, port=self._port))
+
+    def fingerprint(self) -> str:
+        """Digest the routes and addresses detection depends on; sends no network traffic.
+
+        Stable while nothing relevant changes; a VPN reconnect changes the tunnel's
+        address or routes and so the digest.
+        """
+        found, addresses = self._read_system()
+        lines = [
+            f"{c.address} {c.source} {c.detail}"
+            for c in routes.candidates(found, addresses, configured=None)
+        ]
+        lines += sorted(
+            f"addr {a.dev} {a.address}/{a.prefixlen} {a.peer or ''}"
+            for a in addresses
+            if not a.address.startswith("127.")
+        )
+        return hashlib.sha256("\n".join(lines).encode()).hexdigest()[:16]
+
+    def _probe_one(self, candidate: Candidate) -> ProbeResult:
+        return probe(
+            candidate.address,
+            self._port,
+            self._ca_file,
+            timeout=self._probe_timeout,
+            hostname=self._hostname,
+        )
+
+    def _probe_all(
+        self, candidates: Sequence[Candidate], *, stop_at_first_ok: bool
+    ) -> list[CandidateResult]:
+        results: dict[int, ProbeResult] = {}
+        if candidates:
+            pool = ThreadPoolExecutor(
+                max_workers=min(MAX_WORKERS, len(candidates)),
+                thread_name_prefix="gateway-probe",
+            )
+            try:
+                self._collect(pool, candidates, results, stop_at_first_ok=stop_at_first_ok)
+            finally:
+                # Probes still running end on their own socket timeout; nobody waits.
+                pool.shutdown(wait=False, cancel_futures=True)
+        out: list[CandidateResult] = []
+        for index, candidate in enumerate(candidates):
+            result = results.get(index) or ProbeResult(
+                candidate.address,
+                self._port,
+                Verdict.TIMEOUT,
+                detail=f"no verdict within the {self._deadline:g} s detection deadline",
+            )
+            out.append(CandidateResult(candidate, result))
+        for item in out:
+            log.debug(
+                "gateway candidate %s (%s): %s %s",
+                item.candidate.address,
+                item.candidate.source,
+                item.probe.verdict.value,
+                item.probe.detail,
+            )
+        return out
+
+    def _collect(
+        self,
+        pool: ThreadPoolExecutor,
+        candidates: Sequence[Candidate],
+        results: dict[int, ProbeResult],
+        *,
+        stop_at_first_ok: bool,
+    ) -> None:
+        futures: dict[Future[ProbeResult], int] = {
+            pool.submit(self._probe_one, candidate): index
+            for index, candidate in enumerate(candidates)
+        }
+        end = time.monotonic() + self._deadline
+        pending = set(futures)
+        while pending:
+            remaining = end - time.monotonic()
+            if remaining <= 0:
+                return
+            done, pending = wait(pending, timeout=remaining, return_when=FIRST_COMPLETED)
+            for future in done:
+                results[futures[future]] = future.result()
+            if stop_at_first_ok and _first_ok_settled(len(candidates), results):
+                return
+
+
+def _first_ok_settled(count: int, results: dict[int, ProbeResult]) -> bool:
+    """Tell whether some candidate is OK and every candidate before it has failed."""
+    for index in range(count):
+        result = results.get(index)
+        if result is None:
+            return False
+        if result.ok:
+            return True
+    return False
+
+
+def not_found_message(results: Sequence[CandidateResult], *, port: int) -> str:
+    """Build the "Could not detect gateway IP" text: every address tried, what to check."""
+    lines = [
+        f"Could not detect gateway IP: no candidate answered on port {port} with PIA's certificate."
+    ]
+    if results:
+        lines.append("Addresses tried:")
+        lines += [f"  {_result_line(r)}" for r in results]
+    else:
+        lines.append("No candidate found: no tunnel routes, tunnel interfaces or default route.")
+    lines += [hint.format(port=port) for hint in HINTS]
+    verdicts = {r.probe.verdict for r in results}
+    if Verdict.WRONG_NAME in verdicts:
+        lines.append(
+            "  - The certificate name differs from PIA_HOSTNAME: fix or unset PIA_HOSTNAME."
+        )
+    if Verdict.WRONG_CERTIFICATE in verdicts:
+        lines.append(
+            "  - A server answered with a certificate not issued by PIA's CA: it is not a PIA"
+            " gateway (or PIA_CA_CERT points at the wrong file)."
+        )
+    return "\n".join(lines)
+
+
+def _result_line(result: CandidateResult) -> str:
+    cand, found = result.candidate, result.probe
+    where = f"{cand.source}, {cand.detail}" if cand.detail else cand.source
+    if found.ok and found.cert is not None:
+        return f"{cand.address} ({where}): OK, certificate name {found.cert.server_name}"
+    detail = f" - {found.detail}" if found.detail else ""
+    return f"{cand.address} ({where}): {found.verdict.value}{detail}"
+
+
+def format_results(results: Sequence[CandidateResult]) -> str:
+    """One line per candidate for ``pia-mqtt detect-gateway``: address, source, verdict, CN."""
+    rows: list[tuple[str, str, str]] = []
+    for result in results:
+        cand, found = result.candidate, result.probe
+        where = f"{cand.source} ({cand.detail})" if cand.detail else cand.source
+        if found.ok and found.cert is not None:
+            verdict = f"OK  CN={found.cert.server_name}"
+        else:
+            verdict = found.verdict.value + (f": {found.detail}" if found.detail else "")
+        rows.append((cand.address, where, verdict))
+    if not rows:
+        return "no gateway candidates found (no tunnel routes, tunnel interfaces or default route)"
+    width_a = max(len(r[0]) for r in rows)
+    width_s = max(len(r[1]) for r in rows)
+    return "\n".join(f"{a:<{width_a}}  {s:<{width_s}}  {v}" for a, s, v in rows)
+
+
+def read_system_routes() -> tuple[list[Route], list[Address]]:
+    """Routes of every table and IPv4 addresses; never raises (empty lists at worst).
+
+    Uses ``ip -j`` (iproute2); busybox's ``ip`` has no JSON output, so any failure falls
+    back to :func:`read_proc_routes`.
+    """
+    ip = shutil.which("ip") or next((p for p in IP_PATHS if Path(p).exists()), None)
+    if ip is not None:
+        try:
+            found = routes.parse_ip_routes(_run(ip, "-j", "route", "show", "table", "all"))
+            addresses = routes.parse_ip_addrs(_run(ip, "-j", "addr", "show"))
+        except (OSError, subprocess.SubprocessError, ValueError, TypeError) as exc:
+            log.debug("ip -j failed (%s); reading /proc/net/route instead", exc)
+        else:
+            return found, addresses
+    return read_proc_routes()
+
+
+def read_proc_routes() -> tuple[list[Route], list[Address]]:
+    """Read the main table from ``/proc/net/route`` and each interface's address (ioctl)."""
+    try:
+        found = routes.parse_proc_route(PROC_ROUTE.read_text(encoding="ascii"))
+    except OSError as exc:
+        log.warning("cannot read the routing table (%s): gateway detection sees no routes", exc)
+        found = []
+    return found, _ioctl_addresses()
+
+
+def _run(*argv: str) -> str:
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=IP_TIMEOUT, check=True)
+    return done.stdout
+
+
+_SIOCGIFADDR = 0x8915
+_SIOCGIFDSTADDR = 0x8917
+_SIOCGIFNETMASK = 0x891B
+
+
+def _ioctl_addresses() -> list[Address]:
+    """List each interface's primary IPv4 address and peer via ioctl (no iproute2)."""
+    out: list[Address] = []
+    try:
+        names = [name for _, name in socket.if_nameindex()]
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            for name in names:
+                address = _ioctl_address(sock.fileno(), name)
+                if address is not None:
+                    out.append(address)
+    except OSError as exc:
+        log.debug("cannot list interface addresses (%s)", exc)
+    return out
+
+
+def _ioctl_address(fd: int, name: str) -> Address | None:
+    request = struct.pack("256s", name.encode()[:15])
+
+    def ask(code: int) -> str:
+        return socket.inet_ntoa(fcntl.ioctl(fd, code, request)[20:24])
+
+    try:
+        local, mask = ask(_SIOCGIFADDR), ask(_SIOCGIFNETMASK)
+        # The kernel answers the peer for point-to-point addresses, else the local address.
+        peer: str | None = ask(_SIOCGIFDSTADDR)
+    except OSError:
+        return None  # no IPv4 address on this interface
+    prefixlen = int(struct.unpack("!I", socket.inet_aton(mask))[0]).bit_count()
+    if peer in (local, routes.ANY):
+        peer = None
+    return Address(name, local, prefixlen, peer)

@@ -1,0 +1,335 @@
+"""The PIA lease manager: get a port, keep it bound, keep the same one for as long as PIA lets us.
+
+Decisions, in one place:
+
+- Start: a saved lease with more than 7 days left is bound at once (same port after a
+  restart). Otherwise token -> getSignature -> bindPort.
+- Keep-alive: bindPort every ``PORT_FORWARD_REFRESH_INTERVAL``; the signature is replaced
+  once fewer than 7 days remain.
+- A refused bind (busy, bad signature, unauthorized, expired) -> a fresh signature, once.
+- Network faults -> retry with exponential backoff capped at 60 s; after two failures in a
+  row the gateway is detected again.
+- Gateway watch: a cheap local check every few seconds; when routes or addresses change the
+  gateway is detected again and, if it moved, the saved signature is bound on the new one
+  first (PIA signatures are valid on every server), a new one only if it is refused.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from pia_mqtt.engine import Engine
+from pia_mqtt.errors import (
+    GatewayNotFoundError,
+    OutputError,
+    PiaAuthError,
+    PiaMqttError,
+    PiaRefusedError,
+    PiaUnavailableError,
+)
+from pia_mqtt.lease import Lease, LeaseStore
+from pia_mqtt.model import Command, EventKind, GatewayTarget, Status
+from pia_mqtt.redact import describe
+
+log = logging.getLogger(__name__)
+
+MAX_BACKOFF = 60.0
+FIRST_BACKOFF = 2.0
+# After this many failures in a row the gateway may have moved: detect it again.
+REDETECT_AFTER = 2
+# PIA deletes a port that has not been bound for 15 minutes.
+PORT_LIFETIME = timedelta(minutes=15)
+
+
+class PiaApi(Protocol):
+    """What the lease manager needs from PIA (pia_mqtt.pia.PiaClient)."""
+
+    def get_token(self) -> str:
+        """A fresh token (raises PiaAuthError, PiaUnavailableError, PiaReplyError)."""
+
+    def get_signature(self, gateway: GatewayTarget, token: str) -> Lease:
+        """A new payload+signature, i.e. a new port."""
+
+    def bind(self, gateway: GatewayTarget, lease: Lease) -> None:
+        """Bind (keep alive) the lease's port (raises PiaRefusedError when refused)."""
+
+    def close(self) -> None:
+        """Release connections."""
+
+
+class Finder(Protocol):
+    """What the lease manager needs from gateway detection (pia_mqtt.gateway)."""
+
+    def find(self) -> GatewayTarget:
+        """The gateway to use (raises GatewayNotFoundError)."""
+
+    def fingerprint(self) -> str:
+        """A cheap, local digest of routes and addresses; changes when the VPN moves."""
+
+
+class LeaseManager:
+    """The controller for ``PORT_SOURCE=pia``."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        pia: PiaApi,
+        finder: Finder,
+        store: LeaseStore,
+        refresh_interval: float,
+        watch_interval: float = 5.0,
+    ) -> None:
+        self._engine = engine
+        self._pia = pia
+        self._finder = finder
+        self._store = store
+        self._interval = refresh_interval
+        self._watch_interval = watch_interval
+        self._gateway: GatewayTarget | None = None
+        self._lease: Lease | None = None
+        self._failures = 0
+        self._fingerprint: str | None = None
+        self._lost_announced = False
+
+    @property
+    def _now(self) -> datetime:
+        return self._engine.clock()
+
+    # -- Controller ---------------------------------------------------------------------------
+    def start(self) -> None:
+        """Load the saved lease and schedule the first acquisition and the gateway watch."""
+        self._lease = self._store.load()
+        if self._lease is not None:
+            if self._lease.usable(self._now):
+                log.info(
+                    "Saved lease for port %d found (expires %s): binding it again",
+                    self._lease.port,
+                    self._lease.expires_at.isoformat(),
+                )
+            else:
+                log.info(
+                    "Saved lease for port %d expires %s: a new port will be requested",
+                    self._lease.port,
+                    self._lease.expires_at.isoformat(),
+                )
+        self._engine.update(status=Status.ACQUIRING)
+        self._engine.timers.after("acquire", 0, self.acquire)
+        self._engine.timers.every("watch", self._watch_interval, self.watch)
+
+    def handle(self, command: Command) -> None:
+        """Refresh binds now; new_port drops the signature and asks for a new port."""
+        if command is Command.REFRESH:
+            self._engine.announce(
+                EventKind.COMMAND, "Refresh requested: binding now", command=command.value
+            )
+            self.acquire()
+        elif command is Command.NEW_PORT:
+            self._engine.announce(
+                EventKind.COMMAND,
+                "New port requested: dropping the signature",
+                command=command.value,
+            )
+            self._drop_lease()
+            self.acquire()
+
+    def close(self) -> None:
+        """Close PIA connections."""
+        self._pia.close()
+
+    # -- jobs ---------------------------------------------------------------------------------
+    def acquire(self) -> None:
+        """Make sure a port is bound: detect, reuse or renew the lease, bind."""
+        self._engine.timers.cancel("acquire")
+        try:
+            gateway = self._gateway or self._detect()
+            fresh = False
+            if self._lease is None or not self._lease.usable(self._now):
+                renewing = self._lease is not None
+                self._new_lease(gateway)
+                fresh = True
+                if renewing:
+                    self._engine.announce(
+                        EventKind.RENEWED, "Signature renewed before it expired (new port)"
+                    )
+            try:
+                self._bind(gateway)
+            except PiaRefusedError as exc:
+                if fresh:
+                    raise
+                self._engine.announce(
+                    EventKind.BIND_FAILED,
+                    f"Saved signature refused on {gateway.address} ({exc.reason}): getting a "
+                    "new port",
+                    reason=exc.reason,
+                )
+                self._drop_lease()
+                self._new_lease(gateway)
+                self._bind(gateway)
+        except PiaMqttError as exc:
+            self._failed(exc)
+
+    def keepalive(self) -> None:
+        """The 15-minute bindPort; renews the signature when its time has come."""
+        if self._lease is None or self._gateway is None or not self._lease.usable(self._now):
+            self.acquire()
+            return
+        try:
+            self._bind(self._gateway)
+        except PiaRefusedError as exc:
+            self._engine.announce(
+                EventKind.BIND_FAILED,
+                f"Keep-alive refused ({exc.reason}): getting a new port",
+                reason=exc.reason,
+            )
+            self._drop_lease()
+            self.acquire()
+        except PiaMqttError as exc:
+            self._failed(exc)
+
+    def watch(self) -> None:
+        """Cheap local check; when the network changed, detect the gateway again."""
+        fingerprint = self._finder.fingerprint()
+        if fingerprint == self._fingerprint:
+            return
+        first = self._fingerprint is None
+        self._fingerprint = fingerprint
+        if first:
+            return
+        log.info("Routes or addresses changed: detecting the gateway again")
+        if self._gateway is None:
+            # Waiting out a backoff: the network came back, so try now.
+            self.acquire()
+            return
+        try:
+            gateway = self._finder.find()
+        except GatewayNotFoundError as exc:
+            self._failed(exc)
+            return
+        if gateway == self._gateway:
+            return
+        self._moved(gateway)
+
+    # -- steps --------------------------------------------------------------------------------
+    def _detect(self) -> GatewayTarget:
+        gateway = self._finder.find()
+        self._fingerprint = self._finder.fingerprint()
+        self._gateway = gateway
+        previous = self._engine.snapshot.gateway
+        if previous is not None and previous != gateway.address:
+            self._engine.announce(
+                EventKind.GATEWAY_CHANGED,
+                f"Gateway changed from {previous} to {gateway.address} ({gateway.hostname})",
+                old_gateway=previous,
+                gateway=gateway.address,
+            )
+        return gateway
+
+    def _moved(self, gateway: GatewayTarget, *, rebind: bool = True) -> None:
+        old = self._gateway
+        self._gateway = gateway
+        self._engine.announce(
+            EventKind.GATEWAY_CHANGED,
+            f"Gateway changed from {old.address if old else 'none'} to {gateway.address} "
+            f"({gateway.hostname}): binding the saved signature there",
+            old_gateway=old.address if old else None,
+            gateway=gateway.address,
+        )
+        self._engine.update(
+            gateway=gateway.address, hostname=gateway.hostname, status=Status.ACQUIRING
+        )
+        if rebind:
+            self.acquire()
+
+    def _new_lease(self, gateway: GatewayTarget) -> None:
+        token = self._pia.get_token()
+        lease = self._pia.get_signature(gateway, token)
+        self._lease = lease
+        log.info(
+            "New signature from %s: port %d, valid until %s",
+            gateway.address,
+            lease.port,
+            lease.expires_at.isoformat(),
+        )
+        try:
+            self._store.save(lease)
+        except OutputError as exc:
+            # The port still works; only the next restart would get a new one.
+            log.error("%s (STATE_FILE); the port will change on the next restart", describe(exc))
+
+    def _drop_lease(self) -> None:
+        self._lease = None
+        try:
+            self._store.clear()
+        except OutputError as exc:
+            log.error("%s (STATE_FILE)", describe(exc))
+
+    def _bind(self, gateway: GatewayTarget) -> None:
+        lease = self._lease
+        assert lease is not None  # noqa: S101 - callers ensure a lease
+        self._pia.bind(gateway, lease)
+        now = self._now
+        previous = self._engine.snapshot
+        recovered = previous.status is not Status.ACTIVE
+        self._failures = 0
+        self._lost_announced = False
+        self._engine.update(
+            status=Status.ACTIVE,
+            port=lease.port,
+            gateway=gateway.address,
+            hostname=gateway.hostname,
+            expires_at=lease.expires_at,
+            last_refresh=now,
+            next_refresh=now + timedelta(seconds=self._interval),
+            last_error=None,
+        )
+        if previous.port != lease.port:
+            self._engine.announce(
+                EventKind.PORT_CHANGED,
+                f"Port {lease.port} bound on {gateway.address}"
+                + (f" (was {previous.port})" if previous.port else ""),
+                old_port=previous.port,
+            )
+        elif recovered:
+            self._engine.announce(EventKind.BOUND, f"Port {lease.port} bound on {gateway.address}")
+        else:
+            log.debug("Keep-alive for port %d on %s ok", lease.port, gateway.address)
+        self._engine.timers.cancel("acquire")
+        if recovered or not self._engine.timers.scheduled("keepalive"):
+            self._engine.timers.every("keepalive", self._interval, self.keepalive)
+
+    def _failed(self, exc: PiaMqttError) -> None:
+        self._failures += 1
+        message = describe(exc)
+        if isinstance(exc, PiaAuthError):
+            delay = MAX_BACKOFF
+        else:
+            delay = min(MAX_BACKOFF, FIRST_BACKOFF * 2 ** (self._failures - 1))
+        if isinstance(exc, GatewayNotFoundError) or (
+            isinstance(exc, PiaUnavailableError) and self._failures >= REDETECT_AFTER
+        ):
+            self._gateway = None
+        if isinstance(exc, PiaRefusedError):
+            self._drop_lease()
+        self._engine.update(
+            status=Status.ERROR,
+            last_error=message,
+            next_refresh=self._now + timedelta(seconds=delay),
+        )
+        self._engine.announce(
+            EventKind.ERROR,
+            f"{message}; retrying in {delay:.0f} s",
+            level=logging.ERROR,
+            retry_in=delay,
+        )
+        last = self._engine.snapshot.last_refresh
+        if last is not None and self._now - last > PORT_LIFETIME and not self._lost_announced:
+            self._lost_announced = True
+            self._engine.announce(
+                EventKind.LOST,
+                "No successful bind for 15 minutes: PIA has probably dropped the port",
+            )
+        self._engine.timers.cancel("keepalive")
+        self._engine.timers.after("acquire", delay, self.acquire)

@@ -1,0 +1,392 @@
+"""The MQTT sink: one paho-mqtt client with an explicit lifecycle.
+
+will ``offline`` (retained) → connect (in the background, retried with backoff capped at
+60 s) → subscribe to the command topics and HA's birth topic → once the broker confirms the
+subscription: ``online`` + discovery + the CURRENT snapshot (on every connect) → ... →
+explicit ``offline`` → disconnect.
+
+Why the announcement waits for the SUBACK: on a reconnect paho re-sends the QoS 1 messages
+that were in flight when the connection dropped, and it does so *after* ``on_connect``
+returns. Publishing the current state from ``on_connect`` would let those stale messages
+overwrite it; the SUBACK is handled after that re-send, so what we publish then is last.
+
+Threads: paho's network thread runs the callbacks and only enqueues commands to the engine
+(:class:`~pia_mqtt.model.Inbox`); the engine thread calls :meth:`MqttSink.publish` and
+friends, which never block. A ``threading.Timer`` re-sends discovery ~2 s after Home
+Assistant's birth message, so paho's thread is never blocked by a wait.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import ssl
+import threading
+import time
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+
+from pia_mqtt import discovery, redact
+from pia_mqtt.discovery import OFFLINE, ONLINE, PRESS, QOS, Topics
+from pia_mqtt.errors import MqttError
+from pia_mqtt.model import Command, Event, Inbox, SinkHealth, Snapshot, SyncState, valid_port
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from paho.mqtt.reasoncodes import ReasonCode
+
+    from pia_mqtt.settings import Settings
+
+log = logging.getLogger(__name__)
+
+KEEPALIVE = 60
+MAX_RECONNECT_DELAY = 60  # every backoff in pia-mqtt is capped at 60 s
+BIRTH_DELAY = 2.0  # HA needs a moment after its birth message before discovery is handled
+CLOSE_TIMEOUT = 2.0
+MAX_COMMAND_BYTES = 64
+_AUTH_REASONS = {134, 135}  # Bad user name or password, Not authorized (3.1.1 codes 4, 5)
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _redacted(value: Any) -> Any:
+    # Redact every string inside the document rather than the JSON text, so that escaping
+    # cannot hide a secret from redact() and the result stays valid JSON.
+    if isinstance(value, str):
+        return redact.redact(value)
+    if isinstance(value, dict):
+        return {k: _redacted(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_redacted(v) for v in value]
+    return value
+
+
+def default_client_id(topic: str) -> str:
+    """Return the client id used when MQTT_CLIENT_ID is unset.
+
+    Stable per instance (derived from MQTT_TOPIC, which must differ between instances):
+    after a crash the new process takes over the old session, and the broker sends the old
+    connection's will *before* our ``online`` instead of after it.
+    """
+    return discovery.device_id(topic).replace("_", "-")
+
+
+class MqttSink:
+    """Publishes snapshots and events, and turns button presses into engine commands."""
+
+    name = "mqtt"
+
+    def __init__(
+        self,
+        settings: Settings,
+        inbox: Inbox,
+        *,
+        qbittorrent_enabled: bool,
+        version: str,
+        clock: Callable[[], datetime] = _utcnow,
+        birth_delay: float = BIRTH_DELAY,
+    ) -> None:
+        if settings.mqtt_host is None:
+            raise MqttError("MQTT is off: set MQTT_HOST to the broker's address")
+        topic, prefix = settings.mqtt_topic, settings.ha_discovery_prefix
+        for var, value in (("MQTT_TOPIC", topic), ("HA_DISCOVERY_PREFIX", prefix)):
+            if not value or any(c in value for c in "+#\0"):
+                raise MqttError(f"{var}: must be a plain topic without + or # (got {value!r})")
+        self._settings = settings
+        self._inbox = inbox
+        self._clock = clock
+        self._birth_delay = birth_delay
+        self._topics = Topics(topic)
+        self._birth_topic = f"{prefix}/status"
+        self._interval = settings.port_forward_refresh_interval
+        self._discovery = discovery.discovery_message(
+            topic,
+            prefix=prefix,
+            enabled=settings.ha_discovery,
+            version=version,
+            qbittorrent=qbittorrent_enabled,
+            refresh_interval=self._interval,
+        )
+        self._client = self._make_client(settings)
+        self._lock = threading.Lock()
+        self._latest: Snapshot | None = None
+        self._online = False  # announced on the current connection
+        self._announced = threading.Event()
+        self._closing = False
+        self._started = False
+        self._pending: list[paho.MQTTMessageInfo] = []
+        self._timer: threading.Timer | None = None
+        self._subscribe_mid: int | None = None
+        self._health: tuple[SyncState, str | None] | None = None
+        self._problem: str | None = None
+
+    def _make_client(self, s: Settings) -> paho.Client:
+        client = paho.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=s.mqtt_client_id or default_client_id(s.mqtt_topic),
+            protocol=paho.MQTTv311,
+            clean_session=True,
+        )
+        if s.mqtt_user:
+            client.username_pw_set(s.mqtt_user, s.secret("mqtt_pass"))
+        if s.mqtt_tls or s.mqtt_ca_cert or s.mqtt_client_cert:
+            try:
+                client.tls_set(
+                    ca_certs=str(s.mqtt_ca_cert) if s.mqtt_ca_cert else None,
+                    certfile=str(s.mqtt_client_cert) if s.mqtt_client_cert else None,
+                    keyfile=str(s.mqtt_client_key) if s.mqtt_client_key else None,
+                    cert_reqs=ssl.CERT_REQUIRED,
+                )
+            except (OSError, ValueError) as exc:
+                raise MqttError(
+                    "setting up TLS for MQTT: check MQTT_CA_CERT, MQTT_CLIENT_CERT and "
+                    f"MQTT_CLIENT_KEY ({redact.describe(exc)})"
+                ) from None
+        client.reconnect_delay_set(min_delay=1, max_delay=MAX_RECONNECT_DELAY)
+        client.on_connect = self._on_connect
+        client.on_connect_fail = self._on_connect_fail
+        client.on_subscribe = self._on_subscribe
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        return client
+
+    # --- Sink interface (engine thread) -------------------------------------------------
+
+    def start(self) -> None:
+        """Connect in the background; never blocks, even when the broker is down."""
+        host = self._settings.mqtt_host or ""
+        self._client.will_set(self._topics.availability, OFFLINE, qos=QOS, retain=True)
+        self._client.connect_async(host, self._settings.mqtt_port, keepalive=KEEPALIVE)
+        self._client.loop_start()
+        self._started = True
+        log.info("connecting to MQTT broker %s:%d", host, self._settings.mqtt_port)
+
+    def publish(self, snapshot: Snapshot) -> None:
+        """Remember the snapshot and publish it now if connected (else on the next connect)."""
+        with self._lock:
+            self._latest = snapshot
+            if self._online and not self._closing:
+                self._publish_state(snapshot)
+
+    def event(self, event: Event) -> None:
+        """Publish an event (not retained); events that happen while disconnected are dropped."""
+        with self._lock:
+            if not self._online or self._closing:
+                log.debug("MQTT not connected: event %s not published", event.kind.value)
+                return
+            self._send(self._topics.events, json.dumps(_redacted(event.to_json())), retain=False)
+
+    def check(self, snapshot: Snapshot) -> None:
+        """Heartbeat: re-send the state so HA's ``expire_after`` only fires on a hung engine."""
+        self.publish(snapshot)
+
+    @property
+    def check_interval(self) -> float | None:
+        """Once per keep-alive interval (see :func:`pia_mqtt.discovery.expire_after`)."""
+        return float(self._interval)
+
+    @property
+    def connected(self) -> bool:
+        """Whether the broker accepted us and the current state has been announced."""
+        return self._announced.is_set()
+
+    def wait_connected(self, timeout: float) -> bool:
+        """Wait until connected and announced (online, discovery, state); False on timeout."""
+        return self._announced.wait(timeout)
+
+    def flush(self, timeout: float) -> bool:
+        """Wait until connected and every message published so far is acknowledged."""
+        deadline = time.monotonic() + timeout
+        if not self._announced.wait(timeout):
+            return False
+        with self._lock:
+            pending = list(self._pending)
+        for info in pending:
+            try:
+                info.wait_for_publish(max(0.0, deadline - time.monotonic()))
+            except (RuntimeError, ValueError):
+                return False
+        return all(info.is_published() for info in pending)
+
+    def close(self) -> None:
+        """Publish ``offline`` (retained), wait for it (bounded), disconnect, stop the thread."""
+        with self._lock:
+            if self._closing:
+                return
+            self._closing = True
+            timer, self._timer = self._timer, None
+            online = self._online
+        if timer is not None:
+            timer.cancel()
+            timer.join()
+        if online:
+            self.flush(CLOSE_TIMEOUT / 2)
+            info = self._client.publish(self._topics.availability, OFFLINE, qos=QOS, retain=True)
+            try:
+                info.wait_for_publish(CLOSE_TIMEOUT / 2)
+            except (RuntimeError, ValueError):
+                log.debug("offline message not confirmed by the broker")
+        self._client.disconnect()
+        if self._started:
+            self._client.loop_stop()
+        log.info("MQTT disconnected")
+
+    # --- publishing (always under self._lock) --------------------------------------------
+
+    def _send(self, topic: str, payload: str, *, retain: bool) -> None:
+        try:
+            info = self._client.publish(topic, payload, qos=QOS, retain=retain)
+        except Exception as exc:  # a publish must never take the engine down
+            log.warning("publishing to MQTT topic %s failed: %s", topic, redact.describe(exc))
+            return
+        if info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
+            self._pending = [i for i in self._pending if not i.is_published()]
+            self._pending.append(info)
+        else:
+            log.debug("MQTT publish to %s not sent (%s)", topic, paho.error_string(info.rc))
+
+    def _publish_state(self, snapshot: Snapshot) -> None:
+        # A missing or invalid port leaves the last retained port in place: the topic always
+        # holds the last port that was forwarded; `status` and `state` tell whether it is live.
+        if valid_port(snapshot.port):
+            self._send(self._topics.port, str(snapshot.port), retain=True)
+        self._send(self._topics.status, snapshot.status.value, retain=True)
+        state = json.dumps(_redacted(snapshot.to_json()))
+        self._send(self._topics.state, state, retain=True)
+
+    def _announce(self, *, after_birth: bool = False) -> None:
+        with self._lock:
+            if self._closing or (after_birth and not self._online):
+                return
+            self._send(self._topics.availability, ONLINE, retain=True)
+            self._send(self._discovery.topic, self._discovery.payload, retain=True)
+            if self._latest is not None:
+                self._publish_state(self._latest)
+            self._online = True
+        if after_birth:
+            log.info("re-sent discovery and state after Home Assistant came online")
+            return
+        self._announced.set()
+        self._problem = None
+        self._set_health(SyncState.IN_SYNC, None)
+
+    # --- paho callbacks (network thread: never block here) -------------------------------
+
+    def _on_connect(
+        self, client: paho.Client, _u: object, _f: object, reason: ReasonCode, _p: object
+    ) -> None:
+        if reason.is_failure:
+            if reason.value in _AUTH_REASONS:
+                problem = f"the broker refused MQTT_USER/MQTT_PASS ({reason})"
+                self._report_problem(problem, SyncState.AUTH_FAILED)
+            else:
+                self._report_problem(f"the broker refused the connection ({reason})")
+            return
+        log.info(
+            "connected to MQTT broker %s:%d", self._settings.mqtt_host, self._settings.mqtt_port
+        )
+        topics = [(self._topics.refresh, QOS), (self._topics.new_port, QOS)]
+        if self._settings.ha_discovery:
+            topics.append((self._birth_topic, QOS))
+        _rc, mid = client.subscribe(topics)
+        self._subscribe_mid = mid
+
+    def _on_subscribe(
+        self, _c: object, _u: object, mid: int, reasons: list[ReasonCode], _p: object
+    ) -> None:
+        if mid != self._subscribe_mid:
+            return
+        if any(r.is_failure for r in reasons):
+            log.warning("the MQTT broker refused a subscription (check its ACL): %s", reasons)
+        self._announce()
+
+    def _on_connect_fail(self, _c: object, _u: object) -> None:
+        self._report_problem(
+            "cannot connect (is the broker running, are MQTT_HOST/MQTT_PORT/MQTT_TLS right?)"
+        )
+
+    def _on_disconnect(
+        self, _c: object, _u: object, _f: object, reason: ReasonCode, _p: object
+    ) -> None:
+        with self._lock:
+            was_online, self._online = self._online, False
+            closing = self._closing
+        self._announced.clear()
+        if not closing and was_online:
+            self._report_problem(f"lost the connection ({reason})")
+
+    def _on_message(self, _c: object, _u: object, msg: paho.MQTTMessage) -> None:
+        try:
+            if msg.topic == self._topics.refresh:
+                self._command(msg, Command.REFRESH)
+            elif msg.topic == self._topics.new_port:
+                self._command(msg, Command.NEW_PORT)
+            elif msg.topic == self._birth_topic and msg.payload.strip() == ONLINE.encode():
+                self._schedule_resend()
+        except Exception as exc:  # paho's thread must survive anything a message does
+            log.warning("handling MQTT message on %s failed: %s", msg.topic, redact.describe(exc))
+
+    def _command(self, msg: paho.MQTTMessage, command: Command) -> None:
+        if not msg.payload:  # how a retained message is cleared (by us, too): not a command
+            log.debug("empty message on %s", msg.topic)
+            return
+        if msg.retain:
+            # A leftover retained PRESS would fire on every reconnect: ignore it, and clear it.
+            log.warning("ignoring a retained message on %s and clearing it", msg.topic)
+            with self._lock:
+                self._send(msg.topic, "", retain=True)
+            return
+        if len(msg.payload) > MAX_COMMAND_BYTES:
+            log.warning(
+                "ignoring a %d-byte message on %s (expected PRESS)", len(msg.payload), msg.topic
+            )
+            return
+        try:
+            text = msg.payload.decode("utf-8").strip()
+        except UnicodeDecodeError:
+            log.warning("ignoring a message on %s that is not UTF-8 (expected PRESS)", msg.topic)
+            return
+        if text != PRESS:
+            log.warning("ignoring %r on %s (expected PRESS)", redact.redact(text)[:20], msg.topic)
+            return
+        log.info("%s requested over MQTT", command.value)
+        self._inbox.command(command, source="mqtt")
+
+    def _schedule_resend(self) -> None:
+        with self._lock:
+            if self._closing:
+                return
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer = threading.Timer(
+                self._birth_delay, self._announce, kwargs={"after_birth": True}
+            )
+            self._timer.daemon = True
+            self._timer.start()
+
+    # --- health ------------------------------------------------------------------------
+
+    def _report_problem(self, problem: str, state: SyncState = SyncState.UNREACHABLE) -> None:
+        where = f"MQTT broker {self._settings.mqtt_host}:{self._settings.mqtt_port}"
+        if problem != self._problem:
+            # One line per distinct problem; the retries that follow are logged at DEBUG.
+            log.warning(
+                "%s: %s; retrying with backoff (at most %d s)", where, problem, MAX_RECONNECT_DELAY
+            )
+            self._problem = problem
+        else:
+            log.debug("%s: %s", where, problem)
+        self._set_health(state, f"{where}: {problem}")
+
+    def _set_health(self, state: SyncState, error: str | None) -> None:
+        if self._health == (state, error):
+            return
+        self._health = (state, error)
+        last_sync = self._clock() if state is SyncState.IN_SYNC else None
+        self._inbox.report(self.name, SinkHealth(state, last_sync=last_sync, error=error))

@@ -1,0 +1,137 @@
+r"""The two files other containers read: ``PORT_FILE`` and ``PORT_DATA_FILE``.
+
+``PORT_FILE`` holds the port alone (``54321\\n``). ``PORT_DATA_FILE`` holds the seed's
+``port``, ``timestamp`` (last successful bind) and ``next_refresh``, plus ``expires_at``,
+``gateway``, ``hostname``, ``status`` and the sinks' health. Both are replaced atomically
+and only ever hold a valid port: nothing is written until the first port is known.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from pia_mqtt.atomic import atomic_write
+from pia_mqtt.errors import OutputError
+from pia_mqtt.model import Event, Snapshot, iso_z, valid_port
+from pia_mqtt.redact import describe
+
+log = logging.getLogger(__name__)
+
+
+def data_document(snapshot: Snapshot, refresh_interval: float) -> dict[str, Any]:
+    """The data file's JSON for a snapshot (pure)."""
+    state = snapshot.to_json()
+    return {
+        "port": snapshot.port,
+        "timestamp": iso_z(snapshot.last_refresh),
+        "next_refresh": iso_z(snapshot.next_refresh),
+        "expires_at": iso_z(snapshot.expires_at),
+        "gateway": snapshot.gateway,
+        "hostname": snapshot.hostname,
+        "status": snapshot.status.value,
+        "source": snapshot.source,
+        "refresh_interval": refresh_interval,
+        "last_error": snapshot.last_error,
+        "qbittorrent": state["qbittorrent"],
+        "gluetun": state["gluetun"],
+        "updated_at": iso_z(snapshot.updated_at),
+    }
+
+
+class PortFilesSink:
+    """Writes both files on every snapshot that carries a valid port (engine thread)."""
+
+    name = "files"
+
+    def __init__(self, port_file: Path, data_file: Path, *, refresh_interval: float) -> None:
+        self._port_file = port_file
+        self._data_file = data_file
+        self._interval = refresh_interval
+        self._written_port: int | None = None
+        self._last_error: str | None = None
+
+    @property
+    def check_interval(self) -> float | None:
+        """No periodic check: every keep-alive changes the snapshot and rewrites the files."""
+        return None
+
+    def publish(self, snapshot: Snapshot) -> None:
+        """Write the files; failures are logged once and retried on the next snapshot."""
+        if not valid_port(snapshot.port):
+            return
+        try:
+            self._write(snapshot)
+        except OutputError as exc:
+            message = describe(exc)
+            if message != self._last_error:
+                log.error("%s (PORT_FILE/PORT_DATA_FILE); the keep-alive goes on", message)
+            self._last_error = message
+            return
+        if self._last_error is not None:
+            log.info("Port files written again to %s", self._port_file.parent)
+            self._last_error = None
+
+    def event(self, event: Event) -> None:
+        """Files do not record events."""
+
+    def check(self, snapshot: Snapshot) -> None:
+        """Nothing to check."""
+
+    def close(self) -> None:
+        """Nothing to release: every write is already complete."""
+
+    def _write(self, snapshot: Snapshot) -> None:
+        for path in (self._port_file, self._data_file):
+            if not path.parent.exists():
+                # The volume was emptied or removed while we ran: recreate the folder.
+                try:
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                except OSError as exc:
+                    raise OutputError(f"creating {path.parent} failed: {exc.strerror}") from None
+        if snapshot.port != self._written_port or not self._port_file.exists():
+            atomic_write(self._port_file, f"{snapshot.port}\n")
+            self._written_port = snapshot.port
+        document = data_document(snapshot, self._interval)
+        atomic_write(self._data_file, json.dumps(document, indent=2) + "\n")
+
+
+@dataclass(frozen=True)
+class Health:
+    """The healthcheck's verdict."""
+
+    ok: bool
+    reason: str
+
+
+def check_health(data_file: Path, *, refresh_interval: float, now: datetime) -> Health:
+    """Healthy only if the data file shows a successful bind within two intervals."""
+    try:
+        document = json.loads(data_file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return Health(ok=False, reason=f"no data file yet at {data_file} (PORT_DATA_FILE)")
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        return Health(ok=False, reason=f"cannot read {data_file}: {exc}")
+    if not isinstance(document, dict) or not valid_port(document.get("port")):
+        return Health(ok=False, reason=f"{data_file} holds no valid port")
+    try:
+        bound_at = datetime.fromisoformat(str(document.get("timestamp")))
+    except ValueError:
+        return Health(ok=False, reason=f"{data_file} has no time of the last bind")
+    interval = document.get("refresh_interval") or refresh_interval
+    age = now - bound_at
+    if age > timedelta(seconds=2 * float(interval)):
+        return Health(
+            ok=False,
+            reason=f"last successful bind {age.total_seconds():.0f} s ago "
+            f"(more than two intervals of {float(interval):.0f} s)",
+        )
+    status = document.get("status")
+    return Health(
+        ok=True,
+        reason=f"port {document['port']} bound {age.total_seconds():.0f} s ago (status {status})",
+    )

@@ -1,0 +1,167 @@
+"""Build the real objects from settings: the only place that knows every concrete class.
+
+Heavy modules are imported inside the builders so that ``pia-mqtt --version`` and
+``healthcheck`` stay fast and a start only pays for what the settings switch on.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from pia_mqtt import __version__
+from pia_mqtt.engine import Clock, Controller, Engine, utc_now
+from pia_mqtt.model import Sink, Status
+from pia_mqtt.settings import PortSource, Settings
+
+if TYPE_CHECKING:
+    from pia_mqtt.gateway import GatewayFinder
+
+log = logging.getLogger(__name__)
+
+ONCE_TIMEOUT = 60.0
+DRAIN_TIMEOUT = 30.0
+
+
+def build_engine(settings: Settings, *, clock: Clock = utc_now) -> Engine:
+    """An engine with its controller and every sink the settings enable (not started)."""
+    from pia_mqtt.portfiles import PortFilesSink  # noqa: PLC0415
+
+    engine = Engine(clock=clock, source=settings.port_source.value)
+    sinks: list[Sink] = [
+        PortFilesSink(
+            settings.port_file,
+            settings.port_data_file,
+            refresh_interval=settings.port_forward_refresh_interval,
+        )
+    ]
+    sinks += _optional_sinks(settings, engine, clock)
+    if settings.mqtt_enabled:
+        from pia_mqtt.mqtt import MqttSink  # noqa: PLC0415
+
+        mqtt = MqttSink(
+            settings, engine, qbittorrent_enabled=settings.qbittorrent_enabled, version=__version__
+        )
+        mqtt.start()
+        # Last, so that on shutdown it says "offline" after everything else is closed.
+        sinks.append(mqtt)
+    engine.attach(_controller(settings, engine), sinks)
+    return engine
+
+
+def _optional_sinks(settings: Settings, engine: Engine, clock: Clock) -> list[Sink]:
+    sinks: list[Sink] = []
+    if settings.qbittorrent_host is not None:
+        from pia_mqtt.qbittorrent import QbittorrentClient  # noqa: PLC0415
+        from pia_mqtt.qbtsink import QbittorrentSink  # noqa: PLC0415
+
+        client = QbittorrentClient(
+            settings.qbittorrent_host,
+            username=settings.qbittorrent_user,
+            password=settings.secret("qbittorrent_pass"),
+        )
+        sinks.append(
+            QbittorrentSink(
+                client, engine, clock=clock, check_interval=settings.qbittorrent_check_interval
+            )
+        )
+    if settings.port_change_command:
+        from pia_mqtt.hook import HookSink  # noqa: PLC0415
+
+        sinks.append(
+            HookSink(
+                settings.port_change_command,
+                engine,
+                clock=clock,
+                timeout=settings.port_change_command_timeout,
+            )
+        )
+    if settings.port_source is PortSource.PIA and settings.gluetun_control_url:
+        from pia_mqtt.gluetun import GluetunClient, GluetunPushSink  # noqa: PLC0415
+
+        gluetun = GluetunClient(settings.gluetun_url, api_key=settings.secret("gluetun_api_key"))
+        sinks.append(
+            GluetunPushSink(
+                gluetun, engine, clock=clock, check_interval=settings.gluetun_check_interval
+            )
+        )
+    return sinks
+
+
+def _controller(settings: Settings, engine: Engine) -> Controller:
+    if settings.port_source is PortSource.GLUETUN:
+        from pia_mqtt.follow import POLL_INTERVAL, GluetunFollower  # noqa: PLC0415
+        from pia_mqtt.gluetun import GluetunClient, GluetunPortReader  # noqa: PLC0415
+
+        client = GluetunClient(settings.gluetun_url, api_key=settings.secret("gluetun_api_key"))
+        return GluetunFollower(engine, GluetunPortReader(client), interval=POLL_INTERVAL)
+    from pia_mqtt.lease import LeaseStore  # noqa: PLC0415
+    from pia_mqtt.leasing import LeaseManager  # noqa: PLC0415
+    from pia_mqtt.pia import PiaClient  # noqa: PLC0415
+
+    pia = PiaClient(
+        username=settings.pia_user or "",
+        password=settings.secret("pia_pass") or "",
+        token_url=settings.pia_token_url,
+        ca_file=settings.ca_cert,
+        gateway_port=settings.pia_gateway_port,
+    )
+    return LeaseManager(
+        engine,
+        pia=pia,
+        finder=build_finder(settings),
+        store=LeaseStore(settings.state_file),
+        refresh_interval=settings.port_forward_refresh_interval,
+        watch_interval=settings.gateway_watch_interval,
+    )
+
+
+def build_finder(settings: Settings) -> GatewayFinder:
+    """Gateway detection configured from the settings."""
+    from pia_mqtt.gateway import GatewayFinder  # noqa: PLC0415
+
+    configured = str(settings.pia_gateway) if settings.pia_gateway else None
+    return GatewayFinder(
+        configured=configured,
+        hostname=settings.pia_hostname,
+        port=settings.pia_gateway_port,
+        ca_file=settings.ca_cert,
+    )
+
+
+def run_once(engine: Engine, *, timeout: float = ONCE_TIMEOUT) -> bool:
+    """Acquire and bind once, let every sink finish, close; True when a port is bound."""
+    engine.start()
+    try:
+        engine.run(
+            until=lambda: engine.snapshot.status in (Status.ACTIVE, Status.ERROR), timeout=timeout
+        )
+        deadline = time.monotonic() + DRAIN_TIMEOUT
+        for sink in engine.sinks:
+            drain = getattr(sink, "drain", None)
+            if drain is not None:
+                drain(max(0.0, deadline - time.monotonic()))
+        # Sink reports (qBittorrent health...) land in the snapshot before MQTT flushes.
+        engine.run_pending()
+        for sink in engine.sinks:
+            flush = getattr(sink, "flush", None)
+            wait_connected = getattr(sink, "wait_connected", None)
+            if flush is not None and wait_connected is not None and wait_connected(5.0):
+                flush(5.0)
+        return engine.snapshot.status is Status.ACTIVE
+    finally:
+        engine.close()
+
+
+def describe_once(engine: Engine, now: datetime) -> str:
+    """The summary line `pia-mqtt once` prints."""
+    s = engine.snapshot
+    parts = [f"port={s.port}", f"status={s.status.value}", f"gateway={s.gateway}"]
+    for name, health in sorted(s.sinks.items()):
+        parts.append(f"{name}={health.state.value}")
+    if s.last_error:
+        parts.append(f"error={s.last_error}")
+    del now
+    return " ".join(parts)

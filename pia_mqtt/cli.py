@@ -78,10 +78,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if command == "demo":
             from pathlib import Path  # noqa: PLC0415
 
-            from pia_mqtt.demo import demo_settings  # noqa: PLC0415
+            from pia_mqtt.demo import DemoUnavailableError, demo_settings  # noqa: PLC0415
 
-            with demo_settings(settings, folder=Path(args.dir), interval=args.interval) as demo:
-                return _run(demo, once=False, duration=args.duration)
+            try:
+                with demo_settings(settings, folder=Path(args.dir), interval=args.interval) as demo:
+                    return _run(demo, once=False, duration=args.duration)
+            except DemoUnavailableError as exc:
+                print(f"pia-mqtt: {exc}", file=sys.stderr)
+                return EXIT_FAILED
         return _run(settings, once=command == "once")
     except ConfigError as exc:
         print(f"pia-mqtt: {exc}", file=sys.stderr)

@@ -21,13 +21,24 @@ from pia_mqtt import redact
 from pia_mqtt.settings import Settings
 
 DEMO_USER = "p0000000"
+
+
+class DemoUnavailableError(RuntimeError):
+    """The simulator's dependency (cryptography) is not installed."""
+
+
 DEMO_PASSWORD = "demo-password"  # noqa: S105 - the simulator's own throw-away account
 
 
 @contextlib.contextmanager
 def demo_settings(settings: Settings, *, folder: Path, interval: int) -> Iterator[Settings]:
     """Start the simulator and yield settings that point the daemon at it."""
-    from pia_mqtt.simulator import PiaSimulator  # noqa: PLC0415 - cryptography only here
+    try:
+        from pia_mqtt.simulator import PiaSimulator  # noqa: PLC0415 - cryptography only here
+    except ImportError as exc:
+        raise DemoUnavailableError(
+            "the demo needs the 'demo' extra (cryptography): pip install 'pia-mqtt[demo]'"
+        ) from exc
 
     folder.mkdir(parents=True, exist_ok=True)
     redact.register(DEMO_PASSWORD)

@@ -82,11 +82,6 @@ class GatewayFinder:
         self._deadline = deadline
         self._read_system = read_system or read_system_routes
 
-    @property
-    def port(self) -> int:
-        """The gateway API port probed (``PIA_GATEWAY_PORT``)."""
-        return self._port
-
     def candidates(self) -> list[Candidate]:
         """Addresses to try, best first; reads local state only, sends nothing."""
         if self._configured is not None:
@@ -160,15 +155,19 @@ class GatewayFinder:
             finally:
                 # Probes still running end on their own socket timeout; nobody waits.
                 pool.shutdown(wait=False, cancel_futures=True)
-        out: list[CandidateResult] = []
-        for index, candidate in enumerate(candidates):
-            result = results.get(index) or ProbeResult(
-                candidate.address,
-                self._port,
-                Verdict.TIMEOUT,
-                detail=f"no verdict within the {self._deadline:g} s detection deadline",
+        unfinished = (
+            "not waited for: a better candidate answered"
+            if stop_at_first_ok and any(r.ok for r in results.values())
+            else f"no verdict within the {self._deadline:g} s detection deadline"
+        )
+        out = [
+            CandidateResult(
+                candidate,
+                results.get(index)
+                or ProbeResult(candidate.address, self._port, Verdict.TIMEOUT, detail=unfinished),
             )
-            out.append(CandidateResult(candidate, result))
+            for index, candidate in enumerate(candidates)
+        ]
         for item in out:
             log.debug(
                 "gateway candidate %s (%s): %s %s",

@@ -199,11 +199,15 @@ def _opt_str(value: object) -> str | None:
 
 
 def tunnel_devices(addresses: Iterable[Address]) -> frozenset[str]:
-    """Interfaces that look like a VPN tunnel: tun/wg/ppp, or a /32 or peer address."""
+    """Interfaces that look like a VPN tunnel: tun/wg/ppp, or a /32 or peer address.
+
+    Loopback is never one, even with extra /32 addresses (anycast, service IPs).
+    """
     return frozenset(
         a.dev
         for a in addresses
-        if a.dev.startswith(TUNNEL_PREFIXES) or a.prefixlen == 32 or a.peer is not None
+        if a.dev != "lo"
+        and (a.dev.startswith(TUNNEL_PREFIXES) or a.prefixlen == 32 or a.peer is not None)
     )
 
 

@@ -1,0 +1,260 @@
+"""GatewayFinder against real TLS servers on loopback (the simulator's gateways).
+
+Loopback addresses are never detection candidates, so these tests reach the servers
+through ``PIA_GATEWAY`` (``configured``); detection over routes and several candidates is
+covered in network namespaces by tests/test_netns.py.
+"""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+from pia_mqtt import gateway
+from pia_mqtt.errors import GatewayNotFoundError
+from pia_mqtt.gateway import CandidateResult, GatewayFinder, format_results
+from pia_mqtt.model import GatewayTarget
+from pia_mqtt.routes import Address, Candidate, Route, candidates
+from pia_mqtt.tls import PeerCert, ProbeResult, Verdict
+
+if TYPE_CHECKING:
+    from pia_mqtt.simulator import PiaSimulator
+
+WIREGUARD = (
+    [Route("0.0.0.0", 0, None, "wg0", table="51820"), Route("0.0.0.0", 0, "172.18.0.1", "eth0")],
+    [Address("eth0", "172.18.0.2", 16), Address("wg0", "10.5.200.17", 32)],
+)
+
+
+def finder(
+    address: str, port: int, ca_file: Path, *, hostname: str | None = None, **kw: float
+) -> GatewayFinder:
+    """Build a finder for a configured gateway; reading the system fails the test."""
+
+    def no_system() -> tuple[list[Route], list[Address]]:
+        raise AssertionError("a configured gateway must not read routes")
+
+    return GatewayFinder(
+        configured=address,
+        hostname=hostname,
+        port=port,
+        ca_file=ca_file,
+        read_system=no_system,
+        **kw,
+    )
+
+
+def hints(port: int) -> list[str]:
+    """List the troubleshooting lines every 'Could not detect gateway IP' error ends with."""
+    return [
+        "Common causes:",
+        "  - VPN not connected yet: wait until the tunnel is up (it is retried automatically).",
+        "  - Non-standard PIA gateway IP: set PIA_GATEWAY to the gateway's address.",
+        (
+            f"  - Firewall blocking port {port}: allow TCP to the gateway on that port"
+            " (PIA_GATEWAY_PORT)."
+        ),
+    ]
+
+
+def test_configured_gateway_is_verified_and_its_name_learned(pia_sim: PiaSimulator):
+    """PIA_GATEWAY passes the TLS check against the PIA CA; the CN comes from the certificate."""
+    gw = pia_sim.gateways[0]
+    target = finder("127.0.0.1", gw.port, pia_sim.ca_file).find()
+    assert GatewayTarget("127.0.0.1", "sim-gateway-1", "configured") == target
+
+
+def test_name_is_learned_from_a_cn_only_certificate(pia_sim: PiaSimulator):
+    """A certificate without subjectAltName still yields its CN as the gateway's name."""
+    gw = pia_sim.add_gateway(cn="milano402", san=False)
+    target = finder("127.0.0.1", gw.port, pia_sim.ca_file).find()
+    assert GatewayTarget("127.0.0.1", "milano402", "configured") == target
+
+
+def test_configured_hostname_is_kept_when_the_certificate_carries_it(pia_sim: PiaSimulator):
+    """PIA_HOSTNAME is the user's choice: it is checked and returned as the name."""
+    gw = pia_sim.add_gateway(cn="Server-11555-2a")
+    target = finder("127.0.0.1", gw.port, pia_sim.ca_file, hostname="server-11555-2a").find()
+    assert GatewayTarget("127.0.0.1", "server-11555-2a", "configured") == target
+
+
+def test_wrong_hostname_is_not_a_gateway(pia_sim: PiaSimulator):
+    """A certificate for another server fails with 'wrong name' and a PIA_HOSTNAME hint."""
+    gw = pia_sim.gateways[0]
+    with pytest.raises(GatewayNotFoundError) as caught:
+        finder("127.0.0.1", gw.port, pia_sim.ca_file, hostname="milano402").find()
+    expected = [
+        (
+            f"Could not detect gateway IP: no candidate answered on port {gw.port} with PIA's"
+            " certificate."
+        ),
+        "Addresses tried:",
+        (
+            "  127.0.0.1 (configured, PIA_GATEWAY): wrong name - certificate is for"
+            " 'sim-gateway-1', expected 'milano402' (PIA_HOSTNAME)"
+        ),
+        *hints(gw.port),
+        "  - The certificate name differs from PIA_HOSTNAME: fix or unset PIA_HOSTNAME.",
+    ]
+    assert expected == str(caught.value).splitlines()
+
+
+def test_certificate_from_another_ca_is_not_a_gateway(pia_sim: PiaSimulator):
+    """A server whose chain does not lead to the PIA CA is rejected, never trusted."""
+    gw = pia_sim.gateways[0]
+    results = finder("127.0.0.1", gw.port, pia_sim.token_ca_file).detect_all()
+    assert [(Candidate("127.0.0.1", "configured", "PIA_GATEWAY"), Verdict.WRONG_CERTIFICATE)] == [
+        (r.candidate, r.probe.verdict) for r in results
+    ]
+    with pytest.raises(GatewayNotFoundError, match="not issued by PIA's CA"):
+        finder("127.0.0.1", gw.port, pia_sim.token_ca_file).find()
+
+
+def test_refused_gateway_error_lists_the_address_and_the_hints(pia_sim: PiaSimulator):
+    """A stopped gateway: the error names the address, the verdict and the seed's hints."""
+    gw = pia_sim.gateways[0]
+    gw.stop()
+    with pytest.raises(GatewayNotFoundError) as caught:
+        finder("127.0.0.1", gw.port, pia_sim.ca_file).find()
+    expected = [
+        (
+            f"Could not detect gateway IP: no candidate answered on port {gw.port} with PIA's"
+            " certificate."
+        ),
+        "Addresses tried:",
+        "  127.0.0.1 (configured, PIA_GATEWAY): refused - connection refused",
+        *hints(gw.port),
+    ]
+    assert expected == str(caught.value).splitlines()
+
+
+def test_silent_server_is_cut_off_by_the_detection_deadline(pia_ca_material: Path):
+    """A port that accepts but never speaks TLS gets a timeout verdict at the deadline."""
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        port = silent.getsockname()[1]
+        results = finder(
+            "127.0.0.1", port, pia_ca_material / "pia-ca.crt", probe_timeout=30, deadline=0.3
+        ).detect_all()
+    expected = [
+        CandidateResult(
+            Candidate("127.0.0.1", "configured", "PIA_GATEWAY"),
+            ProbeResult(
+                "127.0.0.1",
+                port,
+                Verdict.TIMEOUT,
+                detail="no verdict within the 0.3 s detection deadline",
+            ),
+        )
+    ]
+    assert expected == results
+
+
+def test_candidates_without_configuration_come_from_the_system():
+    """Unconfigured, the finder lists what routes.candidates makes of the system's state."""
+    found = GatewayFinder(
+        configured=None,
+        hostname=None,
+        port=19999,
+        ca_file=Path("/nonexistent"),
+        read_system=lambda: WIREGUARD,
+    ).candidates()
+    assert candidates(*WIREGUARD, configured=None) == found
+    expected = ["10.5.200.1", "10.5.128.1", "10.5.0.1", "172.18.0.1"]
+    assert expected == [c.address for c in found]
+
+
+def test_no_candidates_error_says_so():
+    """With no routes and no addresses, the error says nothing was found, plus the hints."""
+    empty = GatewayFinder(
+        configured=None,
+        hostname=None,
+        port=19999,
+        ca_file=Path("/nonexistent"),
+        read_system=lambda: ([], []),
+    )
+    with pytest.raises(GatewayNotFoundError) as caught:
+        empty.find()
+    expected = [
+        "Could not detect gateway IP: no candidate answered on port 19999 with PIA's certificate.",
+        "No candidate found: no tunnel routes, tunnel interfaces or default route.",
+        *hints(19999),
+    ]
+    assert expected == str(caught.value).splitlines()
+
+
+def test_fingerprint_is_stable_and_follows_a_tunnel_change():
+    """Same routes and addresses, same fingerprint; a new tunnel address changes it."""
+    state = {"system": WIREGUARD}
+    watch = GatewayFinder(
+        configured=None,
+        hostname=None,
+        port=19999,
+        ca_file=Path("/nonexistent"),
+        read_system=lambda: state["system"],
+    )
+    first = watch.fingerprint()
+    assert first == watch.fingerprint()
+    state["system"] = (
+        WIREGUARD[0],
+        [Address("eth0", "172.18.0.2", 16), Address("wg0", "10.33.7.9", 32)],
+    )
+    moved = watch.fingerprint()
+    assert first != moved
+    state["system"] = WIREGUARD
+    assert first == watch.fingerprint()
+
+
+def test_format_results_prints_one_aligned_line_per_candidate():
+    """detect-gateway output: address, source (detail), verdict; the CN when OK."""
+    results = [
+        CandidateResult(
+            Candidate("10.19.110.1", "tunnel route", "0.0.0.0/1 dev tun0"),
+            ProbeResult("10.19.110.1", 19999, Verdict.OK, cert=PeerCert("milano402", ())),
+        ),
+        CandidateResult(
+            Candidate("10.19.0.1", "derived", "from 10.19.110.6"),
+            ProbeResult("10.19.0.1", 19999, Verdict.TIMEOUT, detail="no answer in 2 s"),
+        ),
+        CandidateResult(
+            Candidate("172.18.0.1", "default route", "default dev eth0"),
+            ProbeResult("172.18.0.1", 19999, Verdict.REFUSED, detail="connection refused"),
+        ),
+    ]
+    expected = (
+        "10.19.110.1  tunnel route (0.0.0.0/1 dev tun0)  OK  CN=milano402\n"
+        "10.19.0.1    derived (from 10.19.110.6)         timeout: no answer in 2 s\n"
+        "172.18.0.1   default route (default dev eth0)   refused: connection refused"
+    )
+    assert expected == format_results(results)
+
+
+def test_format_results_without_candidates():
+    """An empty detection says so instead of printing nothing."""
+    expected = "no gateway candidates found (no tunnel routes, tunnel interfaces or default route)"
+    assert expected == format_results([])
+
+
+def test_detect_all_reports_every_configured_probe_in_order(pia_sim: PiaSimulator):
+    """detect_all returns the configured candidate with its verdict and certificate names."""
+    gw = pia_sim.gateways[0]
+    results = finder("127.0.0.1", gw.port, pia_sim.ca_file).detect_all()
+    expected = [
+        CandidateResult(
+            Candidate("127.0.0.1", "configured", "PIA_GATEWAY"),
+            ProbeResult(
+                "127.0.0.1", gw.port, Verdict.OK, cert=PeerCert("sim-gateway-1", ("sim-gateway-1",))
+            ),
+        )
+    ]
+    assert expected == results
+
+
+@pytest.mark.parametrize("ip", [None, "/bin/false"], ids=["ip missing", "ip without -j (busybox)"])
+def test_without_a_working_ip_the_kernel_tables_are_read(monkeypatch, ip):
+    """No iproute2, or an ``ip`` that fails: routes come from /proc/net/route (read only)."""
+    monkeypatch.setenv("PATH", "")
+    monkeypatch.setattr(gateway, "IP_PATHS", (ip,) if ip else ())
+    assert gateway.read_proc_routes() == gateway.read_system_routes()

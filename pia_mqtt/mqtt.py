@@ -11,9 +11,10 @@ returns. Publishing the current state from ``on_connect`` would let those stale 
 overwrite it; the SUBACK is handled after that re-send, so what we publish then is last.
 
 Threads: paho's network thread runs the callbacks and only enqueues commands to the engine
-(:class:`~pia_mqtt.model.Inbox`); the engine thread calls :meth:`MqttSink.publish` and
-friends, which never block. A ``threading.Timer`` re-sends discovery ~2 s after Home
-Assistant's birth message, so paho's thread is never blocked by a wait.
+(:class:`~pia_mqtt.model.Inbox`). ``publish``, ``event`` and ``check`` (engine thread) never
+block; only ``close``, ``flush`` and ``wait_connected`` wait, always bounded. A
+``threading.Timer`` re-sends discovery ~2 s after Home Assistant's birth message, so paho's
+thread never waits.
 """
 
 from __future__ import annotations

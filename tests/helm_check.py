@@ -175,7 +175,7 @@ def main(argv: list[str]) -> int:
         os.environ.setdefault(name, str(Path(home) / name.lower()))
     os.environ["HOME"] = home
 
-    import helm_sdkpy  # noqa: PLC0415  (environment first: Go reads it when loaded)
+    import helm_sdkpy
 
     result: dict[str, Any] = {"helm": helm_sdkpy.get_version()}
     offline = helm_sdkpy.Configuration(namespace="media")

@@ -71,7 +71,7 @@ def test_unique_ids_never_change() -> None:
 )
 def test_device_identity_per_topic(topic: str, device_id: str, name: str, client: str) -> None:
     """Device id, device name and default MQTT client id are derived from MQTT_TOPIC only."""
-    from pia_mqtt.mqtt import default_client_id  # noqa: PLC0415
+    from pia_mqtt.mqtt import default_client_id
 
     payload = build(topic)["payload"]
     assert (device_id, name, [device_id], client) == (
@@ -249,7 +249,7 @@ def yaml_blocks(text: str) -> list[str]:
 
 def test_home_assistant_doc_yaml_uses_real_entities_and_topics() -> None:
     """Each YAML block in docs/home-assistant.md parses and names only entities and topics we publish."""
-    import yaml  # noqa: PLC0415
+    import yaml
 
     payload = build()["payload"]
     entity_ids = {c["default_entity_id"] for c in payload["components"].values()}
@@ -280,7 +280,7 @@ def test_home_assistant_doc_yaml_uses_real_entities_and_topics() -> None:
 
 def test_mqtt_doc_lists_every_topic() -> None:
     """docs/mqtt.md documents each topic pia-mqtt uses, and its state example follows the schema."""
-    import jsonschema  # noqa: PLC0415
+    import jsonschema
 
     text = (Path(__file__).parents[1] / "docs" / "mqtt.md").read_text()
     topics = discovery.Topics("<topic>")

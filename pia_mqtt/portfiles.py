@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -122,16 +122,24 @@ def check_health(data_file: Path, *, refresh_interval: float, now: datetime) -> 
         bound_at = datetime.fromisoformat(str(document.get("timestamp")))
     except ValueError:
         return Health(ok=False, reason=f"{data_file} has no time of the last bind")
-    interval = document.get("refresh_interval") or refresh_interval
+    if bound_at.tzinfo is None:
+        bound_at = bound_at.replace(tzinfo=UTC)
+    interval = _positive(document.get("refresh_interval")) or refresh_interval
     age = now - bound_at
-    if age > timedelta(seconds=2 * float(interval)):
+    if age > timedelta(seconds=2 * interval):
         return Health(
             ok=False,
             reason=f"last successful bind {age.total_seconds():.0f} s ago "
-            f"(more than two intervals of {float(interval):.0f} s)",
+            f"(more than two intervals of {interval:.0f} s)",
         )
     status = document.get("status")
     return Health(
         ok=True,
         reason=f"port {document['port']} bound {age.total_seconds():.0f} s ago (status {status})",
     )
+
+
+def _positive(value: object) -> float | None:
+    if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+        return float(value)
+    return None

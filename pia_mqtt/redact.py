@@ -12,10 +12,18 @@ import re
 import threading
 
 _MASK = "***"
-_SECRET_NAMES = r"token|payload|signature|password|passwd|pass|api_?key|username"  # noqa: S105
+_SECRET_NAMES = (
+    r"token|payload|signature|password|passwd|pass|api_?key|username|"  # noqa: S105
+    r"x-api-key|authorization|cookie|set-cookie"
+)
 _QUERY_RE = re.compile(rf"(?i)([?&;](?:{_SECRET_NAMES})=)[^&\s'\"#]*")
 _JSON_RE = re.compile(rf"(?i)(['\"](?:{_SECRET_NAMES})['\"]\s*:\s*)(['\"])(?:\\.|(?!\2).)*\2")
-_HEADER_RE = re.compile(r"(?i)((?:x-api-key|authorization|cookie|set-cookie)\s*[:=]\s*)[^\s,;]+")
+_HEADER_RE = re.compile(
+    r"(?i)((?:x-api-key|authorization|cookie|set-cookie)\s*[:=]\s*)"
+    r"(?:(?:bearer|basic|digest)\s+)?[^\s,;'\"]+"
+)
+# user:password@ in a URL (QBITTORRENT_HOST, GLUETUN_CONTROL_URL ...)
+_USERINFO_RE = re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://)[^/\s:@]+:[^/\s@]+@")
 
 _lock = threading.Lock()
 _known: set[str] = set()
@@ -41,10 +49,11 @@ def redact(text: object) -> str:
             out = out.replace(secret, _MASK)
     out = _QUERY_RE.sub(rf"\1{_MASK}", out)
     out = _JSON_RE.sub(rf"\1\2{_MASK}\2", out)
+    out = _USERINFO_RE.sub(rf"\1{_MASK}@", out)
     return _HEADER_RE.sub(rf"\1{_MASK}", out)
 
 
 def describe(exc: BaseException) -> str:
-    """One redacted line naming the exception type and its message, for logs and state."""
-    message = redact(exc) or type(exc).__name__
-    return message.splitlines()[0] if message else type(exc).__name__
+    """The exception's message as one redacted line (its type name when it has none)."""
+    lines = [line for line in redact(exc).splitlines() if line.strip()]
+    return lines[0] if lines else type(exc).__name__

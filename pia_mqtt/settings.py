@@ -236,15 +236,29 @@ def load_settings(*, require_credentials: bool = True) -> Settings:
     commands that never talk to PIA's token endpoint (check-config, detect-gateway,
     healthcheck).
     """
+    problems: list[str] = []
+    bad: set[str] = set()
     try:
         settings = Settings()
     except ValidationError as exc:
-        raise ConfigError([_field_problem(e) for e in exc.errors()]) from None
-    problems: list[str] = []
+        problems = [_field_problem(e) for e in exc.errors()]
+        # Check the rest too, with the bad fields at their defaults, so that one run
+        # reports every problem.
+        fields = Settings.model_fields
+        bad = {str(e["loc"][0]) for e in exc.errors() if e["loc"]} & set(fields)
+        try:
+            settings = Settings(**{name: fields[name].get_default() for name in bad})
+        except (ValidationError, TypeError):
+            raise ConfigError(problems) from None
     secrets = _read_secret_files(settings, problems)
     if secrets:
         settings = settings.model_copy(update=secrets)
-    problems += _cross_checks(settings, require_credentials=require_credentials)
+    # A field already reported as invalid is not reported again as missing.
+    problems += [
+        problem
+        for problem in _cross_checks(settings, require_credentials=require_credentials)
+        if problem.split(":", 1)[0].lower() not in bad
+    ]
     if problems:
         raise ConfigError(problems)
     redact.register(*(settings.secret(name) for name in SECRET_FIELDS))

@@ -15,25 +15,27 @@ Threads: paho's network thread runs the callbacks and only enqueues commands to 
 block; only ``close``, ``flush`` and ``wait_connected`` wait, always bounded. A
 ``threading.Timer`` re-sends discovery ~2 s after Home Assistant's birth message, so paho's
 thread never waits.
+
+Building the client and reading button presses live in :mod:`pia_mqtt.mqttclient`.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import ssl
 import threading
 import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.enums import MQTTErrorCode
 
 from pia_mqtt import discovery, redact
-from pia_mqtt.discovery import OFFLINE, ONLINE, PRESS, QOS, Topics
+from pia_mqtt.discovery import OFFLINE, ONLINE, QOS, Topics
 from pia_mqtt.errors import MqttError
 from pia_mqtt.model import Command, Event, Inbox, SinkHealth, Snapshot, SyncState, valid_port
+from pia_mqtt.mqttclient import MAX_RECONNECT_DELAY, Inbound, build_client, classify_press
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -45,10 +47,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 KEEPALIVE = 60
-MAX_RECONNECT_DELAY = 60  # every backoff in pia-mqtt is capped at 60 s
 BIRTH_DELAY = 2.0  # HA needs a moment after its birth message before discovery is handled
 CLOSE_TIMEOUT = 2.0
-MAX_COMMAND_BYTES = 64
 _AUTH_REASONS = {134, 135}  # Bad user name or password, Not authorized (3.1.1 codes 4, 5)
 
 
@@ -66,16 +66,6 @@ def _redacted(value: Any) -> Any:
     if isinstance(value, list):
         return [_redacted(v) for v in value]
     return value
-
-
-def default_client_id(topic: str) -> str:
-    """Return the client id used when MQTT_CLIENT_ID is unset.
-
-    Stable per instance (derived from MQTT_TOPIC, which must differ between instances):
-    after a crash the new process takes over the old session, and the broker sends the old
-    connection's will *before* our ``online`` instead of after it.
-    """
-    return discovery.device_id(topic).replace("_", "-")
 
 
 class MqttSink:
@@ -128,28 +118,7 @@ class MqttSink:
         self._problem: str | None = None
 
     def _make_client(self, s: Settings) -> paho.Client:
-        client = paho.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=s.mqtt_client_id or default_client_id(s.mqtt_topic),
-            protocol=paho.MQTTv311,
-            clean_session=True,
-        )
-        if s.mqtt_user:
-            client.username_pw_set(s.mqtt_user, s.secret("mqtt_pass"))
-        if s.mqtt_tls or s.mqtt_ca_cert or s.mqtt_client_cert:
-            try:
-                client.tls_set(
-                    ca_certs=str(s.mqtt_ca_cert) if s.mqtt_ca_cert else None,
-                    certfile=str(s.mqtt_client_cert) if s.mqtt_client_cert else None,
-                    keyfile=str(s.mqtt_client_key) if s.mqtt_client_key else None,
-                    cert_reqs=ssl.CERT_REQUIRED,
-                )
-            except (OSError, ValueError) as exc:
-                raise MqttError(
-                    "setting up TLS for MQTT: check MQTT_CA_CERT, MQTT_CLIENT_CERT and "
-                    f"MQTT_CLIENT_KEY ({redact.describe(exc)})"
-                ) from None
-        client.reconnect_delay_set(min_delay=1, max_delay=MAX_RECONNECT_DELAY)
+        client = build_client(s)
         client.on_connect = self._on_connect
         client.on_connect_fail = self._on_connect_fail
         client.on_subscribe = self._on_subscribe
@@ -334,30 +303,13 @@ class MqttSink:
             log.warning("handling MQTT message on %s failed: %s", msg.topic, redact.describe(exc))
 
     def _command(self, msg: paho.MQTTMessage, command: Command) -> None:
-        if not msg.payload:  # how a retained message is cleared (by us, too): not a command
-            log.debug("empty message on %s", msg.topic)
-            return
-        if msg.retain:
-            # A leftover retained PRESS would fire on every reconnect: ignore it, and clear it.
-            log.warning("ignoring a retained message on %s and clearing it", msg.topic)
+        verdict = classify_press(msg)
+        if verdict is Inbound.RETAINED:
             with self._lock:
                 self._send(msg.topic, "", retain=True)
-            return
-        if len(msg.payload) > MAX_COMMAND_BYTES:
-            log.warning(
-                "ignoring a %d-byte message on %s (expected PRESS)", len(msg.payload), msg.topic
-            )
-            return
-        try:
-            text = msg.payload.decode("utf-8").strip()
-        except UnicodeDecodeError:
-            log.warning("ignoring a message on %s that is not UTF-8 (expected PRESS)", msg.topic)
-            return
-        if text != PRESS:
-            log.warning("ignoring %r on %s (expected PRESS)", redact.redact(text)[:20], msg.topic)
-            return
-        log.info("%s requested over MQTT", command.value)
-        self._inbox.command(command, source="mqtt")
+        elif verdict is Inbound.PRESS:
+            log.info("%s requested over MQTT", command.value)
+            self._inbox.command(command, source="mqtt")
 
     def _schedule_resend(self) -> None:
         with self._lock:

@@ -2,16 +2,14 @@
 
 The token endpoint is a public site verified with the normal trust store (requests honours
 ``REQUESTS_CA_BUNDLE``). A gateway is reached by its IP and verified against PIA's CA only
-(:func:`pia_mqtt.tls.gateway_context`, never certifi, never unverified) and against its
-server name, which may sit in the subjectAltName or only in the CN (urllib3 2.x would
-ignore the CN, so the name is matched here with :meth:`pia_mqtt.tls.PeerCert.matches`).
+and against its server name (SAN or CN), over the transport in :mod:`pia_mqtt.piatransport`.
 
 Every library error is translated at this boundary into :mod:`pia_mqtt.errors`, with a
 message built here: requests puts the full URL, query string included, into its errors,
 and the query carries the token, payload and signature. Request detail is logged at DEBUG
-only, redacted; importing this module also puts a redacting filter on urllib3's request
-logger, whose DEBUG lines carry the query string. One :class:`PiaClient` belongs to one
-thread (the engine's).
+only, redacted; importing this module (through :mod:`pia_mqtt.piatransport`) also puts a
+redacting filter on urllib3's request logger, whose DEBUG lines carry the query string. One
+:class:`PiaClient` belongs to one thread (the engine's).
 """
 
 from __future__ import annotations
@@ -22,9 +20,6 @@ import ssl
 from typing import TYPE_CHECKING, Any
 
 import requests
-from requests.adapters import HTTPAdapter
-from urllib3.connection import HTTPSConnection
-from urllib3.connectionpool import HTTPSConnectionPool
 
 from pia_mqtt import redact
 from pia_mqtt.errors import (
@@ -35,7 +30,7 @@ from pia_mqtt.errors import (
     PiaUnavailableError,
 )
 from pia_mqtt.lease import Lease, parse_signature_reply
-from pia_mqtt.tls import PeerCert, gateway_context
+from pia_mqtt.piatransport import GatewayAdapter, GatewayNameMismatch
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -46,93 +41,6 @@ log = logging.getLogger(__name__)
 
 _CREDENTIALS_HINT = "check PIA_USER and PIA_PASS (or PIA_PASS_FILE)"
 _MAX_SERVER_MESSAGE = 120
-
-
-class _RedactFilter(logging.Filter):
-    """urllib3 logs each request line at DEBUG, query string (token, signature) included."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        record.msg = redact.redact(record.getMessage())
-        record.args = None
-        return True
-
-
-def _install_log_filter() -> None:
-    target = logging.getLogger("urllib3.connectionpool")
-    if not any(isinstance(f, _RedactFilter) for f in target.filters):
-        target.addFilter(_RedactFilter())
-
-
-_install_log_filter()
-
-
-class GatewayNameMismatch(ssl.SSLCertVerificationError):
-    """The gateway's certificate chains to PIA's CA but carries another server name."""
-
-    def __init__(self, detail: str) -> None:
-        super().__init__(detail)
-        self.detail = detail
-
-    def __str__(self) -> str:
-        return self.detail
-
-
-class _GatewayConnection(HTTPSConnection):
-    """After urllib3's handshake (chain verified), match the name: SAN, else the CN."""
-
-    def connect(self) -> None:
-        super().connect()
-        sock = self.sock
-        peer = sock.getpeercert() if isinstance(sock, ssl.SSLSocket) else None
-        cert = PeerCert.from_getpeercert(dict(peer or {}))
-        expected = self.server_hostname or ""
-        if not cert.matches(expected):
-            self.close()
-            raise GatewayNameMismatch(
-                f"the certificate is for {cert.server_name!r}, not {expected!r}"
-            )
-
-
-class _GatewayPool(HTTPSConnectionPool):
-    ConnectionCls = _GatewayConnection
-
-
-class _GatewayAdapter(HTTPAdapter):
-    """Sends every request of its session to one gateway over one verified pool."""
-
-    def __init__(self, address: str, port: int, hostname: str, ca_file: Path) -> None:
-        super().__init__(pool_connections=1, pool_maxsize=1, max_retries=0)
-        self._pool = _GatewayPool(
-            address,
-            port,
-            maxsize=1,
-            ssl_context=gateway_context(ca_file),
-            server_hostname=hostname,
-            # urllib3 would match SAN only; _GatewayConnection matches SAN or CN.
-            assert_hostname=False,
-            cert_reqs="CERT_REQUIRED",
-        )
-
-    def get_connection_with_tls_context(
-        self,
-        request: Any,  # noqa: ARG002
-        verify: Any,  # noqa: ARG002
-        proxies: Any = None,  # noqa: ARG002
-        cert: Any = None,  # noqa: ARG002
-    ) -> HTTPSConnectionPool:
-        # The gateway's own pool: no proxies, no pool manager, no other trust store.
-        return self._pool
-
-    def cert_verify(self, conn: Any, url: str, verify: Any, cert: Any) -> None:  # noqa: ARG002
-        """Keep PIA's CA as the only trust: requests would load certifi or a bundle here."""
-        conn.cert_reqs = "CERT_REQUIRED"
-        conn.ca_certs = None
-        conn.ca_cert_dir = None
-
-    def close(self) -> None:
-        """Close the pool's connections."""
-        self._pool.close()
-        super().close()
 
 
 class PiaClient:
@@ -264,7 +172,7 @@ class PiaClient:
             session.adapters.clear()
             session.mount(
                 "https://",
-                _GatewayAdapter(gateway.address, self._port, gateway.hostname, self._ca_file),
+                GatewayAdapter(gateway.address, self._port, gateway.hostname, self._ca_file),
             )
             self._gateways[key] = session
         return session

@@ -79,7 +79,8 @@ def _optional_sinks(settings: Settings, engine: Engine, clock: Clock) -> list[Si
             )
         )
     if settings.port_source is PortSource.PIA and settings.gluetun_control_url:
-        from pia_mqtt.gluetun import GluetunClient, GluetunPushSink  # noqa: PLC0415
+        from pia_mqtt.gluetun import GluetunClient  # noqa: PLC0415
+        from pia_mqtt.gluetun_push import GluetunPushSink  # noqa: PLC0415
 
         gluetun = GluetunClient(settings.gluetun_url, api_key=settings.secret("gluetun_api_key"))
         sinks.append(

@@ -71,7 +71,7 @@ def test_unique_ids_never_change() -> None:
 )
 def test_device_identity_per_topic(topic: str, device_id: str, name: str, client: str) -> None:
     """Device id, device name and default MQTT client id are derived from MQTT_TOPIC only."""
-    from pia_mqtt.mqtt import default_client_id
+    from pia_mqtt.mqttclient import default_client_id
 
     payload = build(topic)["payload"]
     assert (device_id, name, [device_id], client) == (

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from pia_mqtt import gateway
+from pia_mqtt import sysroutes
 from pia_mqtt.errors import GatewayNotFoundError
 from pia_mqtt.gateway import CandidateResult, GatewayFinder, format_results
 from pia_mqtt.model import GatewayTarget
@@ -256,5 +256,5 @@ def test_detect_all_reports_every_configured_probe_in_order(pia_sim: PiaSimulato
 def test_without_a_working_ip_the_kernel_tables_are_read(monkeypatch, ip):
     """No iproute2, or an ``ip`` that fails: routes come from /proc/net/route (read only)."""
     monkeypatch.setenv("PATH", "")
-    monkeypatch.setattr(gateway, "IP_PATHS", (ip,) if ip else ())
-    assert gateway.read_proc_routes() == gateway.read_system_routes()
+    monkeypatch.setattr(sysroutes, "IP_PATHS", (ip,) if ip else ())
+    assert sysroutes.read_proc_routes() == sysroutes.read_system_routes()

@@ -12,10 +12,10 @@ from pia_mqtt.gluetun import (
     GluetunAuthError,
     GluetunClient,
     GluetunPortReader,
-    GluetunPushSink,
     GluetunReplyError,
     GluetunUnavailableError,
 )
+from pia_mqtt.gluetun_push import GluetunPushSink
 from pia_mqtt.model import Event, EventKind, SinkHealth, Snapshot, Status, SyncState
 from tests.fake_gluetun import GET_LEGACY, GET_PF, PUT_PF, FakeGluetun, RecordingInbox
 from tests.fixtures.common import free_port

@@ -1,0 +1,98 @@
+"""The paho-mqtt client as pia-mqtt configures it, and the reading of button presses.
+
+:func:`build_client` turns the settings into a client (client id, MQTT_USER/MQTT_PASS, TLS,
+reconnect backoff) without connecting it; :func:`classify_press` tells what an inbound
+message on a command topic asks for. :class:`pia_mqtt.mqtt.MqttSink` owns the lifecycle.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import ssl
+from typing import TYPE_CHECKING
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+
+from pia_mqtt import discovery, redact
+from pia_mqtt.discovery import PRESS
+from pia_mqtt.errors import MqttError
+
+if TYPE_CHECKING:
+    from pia_mqtt.settings import Settings
+
+log = logging.getLogger(__name__)
+
+MAX_RECONNECT_DELAY = 60  # every backoff in pia-mqtt is capped at 60 s
+MAX_COMMAND_BYTES = 64
+
+
+class Inbound(enum.Enum):
+    """What a message on a command topic asks for."""
+
+    PRESS = "press"  # a button press: run the command
+    RETAINED = "retained"  # a retained message: ignore it and clear it
+    IGNORED = "ignored"  # anything else (logged here)
+
+
+def default_client_id(topic: str) -> str:
+    """Return the client id used when MQTT_CLIENT_ID is unset.
+
+    Stable per instance (derived from MQTT_TOPIC, which must differ between instances):
+    after a crash the new process takes over the old session, and the broker sends the old
+    connection's will *before* our ``online`` instead of after it.
+    """
+    return discovery.device_id(topic).replace("_", "-")
+
+
+def build_client(s: Settings) -> paho.Client:
+    """Build the paho client from the settings (not connected, no callbacks set)."""
+    client = paho.Client(
+        CallbackAPIVersion.VERSION2,
+        client_id=s.mqtt_client_id or default_client_id(s.mqtt_topic),
+        protocol=paho.MQTTv311,
+        clean_session=True,
+    )
+    if s.mqtt_user:
+        client.username_pw_set(s.mqtt_user, s.secret("mqtt_pass"))
+    if s.mqtt_tls or s.mqtt_ca_cert or s.mqtt_client_cert:
+        try:
+            client.tls_set(
+                ca_certs=str(s.mqtt_ca_cert) if s.mqtt_ca_cert else None,
+                certfile=str(s.mqtt_client_cert) if s.mqtt_client_cert else None,
+                keyfile=str(s.mqtt_client_key) if s.mqtt_client_key else None,
+                cert_reqs=ssl.CERT_REQUIRED,
+            )
+        except (OSError, ValueError) as exc:
+            raise MqttError(
+                "setting up TLS for MQTT: check MQTT_CA_CERT, MQTT_CLIENT_CERT and "
+                f"MQTT_CLIENT_KEY ({redact.describe(exc)})"
+            ) from None
+    client.reconnect_delay_set(min_delay=1, max_delay=MAX_RECONNECT_DELAY)
+    return client
+
+
+def classify_press(msg: paho.MQTTMessage) -> Inbound:
+    """Tell whether a message on a command topic is a press; log why it is not."""
+    if not msg.payload:  # how a retained message is cleared (by us, too): not a command
+        log.debug("empty message on %s", msg.topic)
+        return Inbound.IGNORED
+    if msg.retain:
+        # A leftover retained PRESS would fire on every reconnect: ignore it, and clear it.
+        log.warning("ignoring a retained message on %s and clearing it", msg.topic)
+        return Inbound.RETAINED
+    if len(msg.payload) > MAX_COMMAND_BYTES:
+        log.warning(
+            "ignoring a %d-byte message on %s (expected PRESS)", len(msg.payload), msg.topic
+        )
+        return Inbound.IGNORED
+    try:
+        text = msg.payload.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        log.warning("ignoring a message on %s that is not UTF-8 (expected PRESS)", msg.topic)
+        return Inbound.IGNORED
+    if text != PRESS:
+        log.warning("ignoring %r on %s (expected PRESS)", redact.redact(text)[:20], msg.topic)
+        return Inbound.IGNORED
+    return Inbound.PRESS

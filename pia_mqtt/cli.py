@@ -159,8 +159,12 @@ def _run(settings: Settings, *, once: bool, duration: float | None = None) -> in
     log.info("pia-mqtt %s starting (%s)", __version__, "once" if once else "run")
     engine = build_engine(settings)
 
+    received: list[str] = []
+
     def stop(signum: int, _frame: object) -> None:
-        log.info("Received %s: stopping", signal.Signals(signum).name)
+        # No logging in the handler: writing to stderr while the interrupted main thread is
+        # writing there raises "reentrant call". The line is logged once the loop returns.
+        received.append(signal.Signals(signum).name)
         engine.request_stop()
 
     signal.signal(signal.SIGTERM, stop)
@@ -176,10 +180,13 @@ def _run(settings: Settings, *, once: bool, duration: float | None = None) -> in
         engine.start()
         engine.run(timeout=duration)
     except ShutdownRequestedError:
-        log.info("Stopped during a request")
+        log.info("Received %s during a request: stopping", received[0] if received else "a signal")
     except Exception:
         log.exception("pia-mqtt stopped by a bug; the container restarts it with the same port")
         return EXIT_FAILED
+    else:
+        if received:
+            log.info("Received %s: stopping", received[0])
     finally:
         engine.close()
     log.info("pia-mqtt stopped")

@@ -60,7 +60,9 @@ class Engine:
         self.clock = clock
         self.timers = Timers(self._guard)
         self.snapshot = Snapshot(status=Status.STARTING, updated_at=clock(), source=source)
-        self._queue: queue.Queue[tuple[str, Any]] = queue.Queue()
+        # SimpleQueue.put is reentrant: the SIGTERM handler puts STOP while the main thread
+        # may be inside get() holding a Queue's lock (a Queue deadlocked there).
+        self._queue: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
         self._sinks: list[Sink] = []
         self._controller: Controller | None = None
         self._stopping = threading.Event()

@@ -105,7 +105,14 @@ def _parse_expiry(value: object) -> datetime:
         moment = _parse_long_fraction(text)
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
+    try:
+        # Year 1 or 9999 with an offset has no UTC form, and the renewal time (7 days
+        # earlier) must exist too.
+        moment = moment.astimezone(UTC)
+        _ = moment - RENEW_MARGIN
+    except OverflowError:
+        raise PiaReplyError(f"getSignature expires_at is out of range ({text[:40]!r})") from None
+    return moment
 
 
 def _parse_long_fraction(text: str) -> datetime:
@@ -152,6 +159,12 @@ class LeaseStore:
             "port": lease.port,
             "expires_at": lease.expires_at.isoformat(),
         }
+        if not self.path.parent.exists():
+            # The volume was emptied or removed while we ran: recreate the folder.
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise OutputError(f"creating {self.path.parent} failed: {exc.strerror}") from None
         atomic_write(self.path, json.dumps(document, indent=2) + "\n", mode=0o600)
 
     def clear(self) -> None:

@@ -93,6 +93,9 @@ class LeaseManager:
         self._failures = 0
         self._fingerprint: str | None = None
         self._lost_announced = False
+        # The lease last written to STATE_FILE: a failed or lost save is retried after binds.
+        self._saved: Lease | None = None
+        self._save_error: str | None = None
 
     @property
     def _now(self) -> datetime:
@@ -101,7 +104,7 @@ class LeaseManager:
     # -- Controller ---------------------------------------------------------------------------
     def start(self) -> None:
         """Load the saved lease and schedule the first acquisition and the gateway watch."""
-        self._lease = self._store.load()
+        self._lease = self._saved = self._store.load()
         if self._lease is not None:
             if self._lease.usable(self._now):
                 log.info(
@@ -253,14 +256,25 @@ class LeaseManager:
             lease.port,
             lease.expires_at.isoformat(),
         )
+        self._save(lease)
+
+    def _save(self, lease: Lease) -> None:
         try:
             self._store.save(lease)
         except OutputError as exc:
-            # The port still works; only the next restart would get a new one.
-            log.error("%s (STATE_FILE); the port will change on the next restart", describe(exc))
+            # The port still works; only the next restart would get a new one. Retried after
+            # every bind until it works (disk full, folder removed), logged once.
+            message = describe(exc)
+            if message != self._save_error:
+                log.error("%s (STATE_FILE); the port will change on the next restart", message)
+            self._save_error = message
+            return
+        if self._save_error is not None:
+            log.info("Saved lease written again to %s", self._store.path)
+        self._saved, self._save_error = lease, None
 
     def _drop_lease(self) -> None:
-        self._lease = None
+        self._lease = self._saved = None
         try:
             self._store.clear()
         except OutputError as exc:
@@ -270,6 +284,8 @@ class LeaseManager:
         lease = self._lease
         assert lease is not None  # noqa: S101 - callers ensure a lease
         self._pia.bind(gateway, lease)
+        if lease is not self._saved or not self._store.path.exists():
+            self._save(lease)
         now = self._now
         previous = self._engine.snapshot
         recovered = previous.status is not Status.ACTIVE

@@ -37,10 +37,20 @@ def data_document(snapshot: Snapshot, refresh_interval: float) -> dict[str, Any]
         "source": snapshot.source,
         "refresh_interval": refresh_interval,
         "last_error": snapshot.last_error,
-        "qbittorrent": state["qbittorrent"],
-        "gluetun": state["gluetun"],
+        "qbittorrent": _sink_health(state["qbittorrent"]),
+        "gluetun": _sink_health(state["gluetun"]),
         "updated_at": iso_z(snapshot.updated_at),
     }
+
+
+def _sink_health(health: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A sink's health for the data file, its port kept only when valid.
+
+    qBittorrent may report 0 ("random port") or 70000; the file never holds such a port.
+    """
+    if health is None or valid_port(health.get("port")):
+        return health
+    return {**health, "port": None}
 
 
 class PortFilesSink:

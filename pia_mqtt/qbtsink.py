@@ -181,8 +181,9 @@ class QbittorrentSink:
         return True
 
     def _set_confirmed(self, port: int) -> None:
+        # qBittorrent may report 0 (random_port) or junk: only a valid port is "confirmed".
         with self._cond:
-            self._confirmed = port
+            self._confirmed = port if valid_port(port) else None
 
     def _report(self, health: SinkHealth) -> None:
         self._health = health

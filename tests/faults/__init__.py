@@ -1,0 +1,1 @@
+"""Fault matrix, soak, fuzz and security tests (issue 8); see docs/reliability.md."""

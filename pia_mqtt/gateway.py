@@ -20,7 +20,7 @@ from pia_mqtt import routes
 from pia_mqtt.errors import GatewayNotFoundError
 from pia_mqtt.model import GatewayTarget
 from pia_mqtt.routes import Address, Candidate, Route
-from pia_mqtt.sysroutes import read_system_routes
+from pia_mqtt.sysroutes import kernel_fingerprint, read_system_routes
 from pia_mqtt.tls import ProbeResult, Verdict, probe
 
 if TYPE_CHECKING:
@@ -112,6 +112,10 @@ class GatewayFinder:
         Stable while nothing relevant changes; a VPN reconnect changes the tunnel's
         address or routes and so the digest.
         """
+        if self._read_system is read_system_routes:
+            digest = kernel_fingerprint()
+            if digest is not None:
+                return digest
         found, addresses = self._read_system()
         lines = [
             f"{c.address} {c.source} {c.detail}"

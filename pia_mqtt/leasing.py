@@ -80,7 +80,7 @@ class LeaseManager:
         finder: Finder,
         store: LeaseStore,
         refresh_interval: float,
-        watch_interval: float = 5.0,
+        watch_interval: float = 2.0,
     ) -> None:
         self._engine = engine
         self._pia = pia

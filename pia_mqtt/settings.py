@@ -68,7 +68,7 @@ class Settings(BaseModel):
     pia_token_url: str = PIA_TOKEN_URL
     pia_ca_cert: Path | None = None
     pia_gateway_port: Port = 19999
-    gateway_watch_interval: float = Field(default=5.0, gt=0, le=300)
+    gateway_watch_interval: float = Field(default=2.0, gt=0, le=300)
     # qBittorrent
     qbittorrent_host: str | None = None
     qbittorrent_user: str = "admin"

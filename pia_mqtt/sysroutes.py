@@ -8,6 +8,7 @@ in :mod:`pia_mqtt.routes`.
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import logging
 import shutil
 import socket
@@ -22,6 +23,9 @@ log = logging.getLogger(__name__)
 
 IP_TIMEOUT = 2.0
 PROC_ROUTE = Path("/proc/net/route")
+FIB_TRIE = Path("/proc/net/fib_trie")
+# /proc/net/route columns that describe a route (not RefCnt/Use/MTU/Window/IRTT).
+_ROUTE_COLUMNS = (0, 1, 2, 3, 6, 7)
 IP_PATHS = ("/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip")
 
 
@@ -41,6 +45,28 @@ def read_system_routes() -> tuple[list[Route], list[Address]]:
         else:
             return found, addresses
     return read_proc_routes()
+
+
+def kernel_fingerprint() -> str | None:
+    """A digest of the kernel's IPv4 routing state, read from /proc without a subprocess.
+
+    ``/proc/net/fib_trie`` lists every table's prefixes and this host's local addresses
+    (gluetun's WireGuard table 51820 included); ``/proc/net/route`` adds the main table's
+    gateways. Both change when a VPN reconnects elsewhere. The gateway watch runs this every
+    few seconds, so it must stay cheap: spawning ``ip`` twice each time cost ~90 % of the
+    daemon's CPU. None when the files cannot be read (the caller falls back).
+    """
+    try:
+        trie = FIB_TRIE.read_bytes()
+        lines = PROC_ROUTE.read_text(encoding="ascii").splitlines()[1:]
+    except OSError:
+        return None
+    routes_text = "\n".join(
+        " ".join(fields[i] for i in _ROUTE_COLUMNS)
+        for fields in (line.split() for line in lines)
+        if len(fields) > max(_ROUTE_COLUMNS)
+    )
+    return hashlib.sha256(trie + routes_text.encode()).hexdigest()[:16]
 
 
 def read_proc_routes() -> tuple[list[Route], list[Address]]:

@@ -356,3 +356,34 @@ def alive(daemon: Started) -> bool:
     """Fail at once (with the daemon's output) if the daemon exited."""
     assert daemon.process.poll() is None, daemon.text()
     return True
+
+
+FINGERPRINT = (
+    "import json; from pia_mqtt.sysroutes import kernel_fingerprint; "
+    "print(json.dumps(kernel_fingerprint()))"
+)
+
+
+def test_kernel_fingerprint_changes_with_every_vpn_move_and_not_otherwise(lab: NetLab):
+    """The watch's /proc digest is stable at rest and changes when the tunnel moves.
+
+    Covered: a new address on the tunnel (WireGuard reconnect), a default route in table
+    51820 (gluetun), and a new gateway in the main table (OpenVPN, router-level VPN).
+    """
+    client, other = lab.namespace("fp"), lab.namespace("fq")
+    lab.veth(client, "wg0", other, "peer0")
+    client.ip("link", "set", "wg0", "up")
+    seen = [client.python(FINGERPRINT), client.python(FINGERPRINT)]
+    client.ip("addr", "add", "10.5.200.17/32", "dev", "wg0")
+    seen.append(client.python(FINGERPRINT))
+    client.ip("route", "add", "default", "dev", "wg0", "table", "51820")
+    seen.append(client.python(FINGERPRINT))
+    client.ip("addr", "add", "10.19.110.2/24", "dev", "wg0")
+    client.ip("route", "add", "default", "via", "10.19.110.1")
+    seen.append(client.python(FINGERPRINT))
+    client.ip("route", "replace", "default", "via", "10.19.110.9")
+    seen.append(client.python(FINGERPRINT))
+
+    assert seen[0] == seen[1]
+    assert all(isinstance(digest, str) for digest in seen)
+    assert len(set(seen[1:])) == len(seen) - 1

@@ -35,11 +35,8 @@ import json
 import threading
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING, Any, Self
+from typing import Any, Self
 from urllib.parse import parse_qs, urlsplit
-
-if TYPE_CHECKING:
-    from pia_mqtt.model import Command, Event, SinkHealth
 
 GET_PF = "GET /v1/portforward"
 PUT_PF = "PUT /v1/portforward"
@@ -194,33 +191,3 @@ def _handler_for(fake: FakeGluetun) -> type[BaseHTTPRequestHandler]:
             """Keep the test output quiet."""
 
     return Handler
-
-
-class RecordingInbox:
-    """The engine's side of a sink, in tests: remembers every report and event in order."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.commands: list[tuple[Command, str]] = []
-        self.reports: list[tuple[str, SinkHealth]] = []
-        self.events: list[Event] = []
-
-    def command(self, command: Command, *, source: str) -> None:
-        """Record a command."""
-        with self._lock:
-            self.commands.append((command, source))
-
-    def report(self, sink: str, health: SinkHealth) -> None:
-        """Record a health report."""
-        with self._lock:
-            self.reports.append((sink, health))
-
-    def emit(self, event: Event) -> None:
-        """Record an event."""
-        with self._lock:
-            self.events.append(event)
-
-    def snapshot(self) -> tuple[list[tuple[str, SinkHealth]], list[Event]]:
-        """Return copies of the reports and events so far."""
-        with self._lock:
-            return list(self.reports), list(self.events)

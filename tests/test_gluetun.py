@@ -17,8 +17,8 @@ from pia_mqtt.gluetun import (
 )
 from pia_mqtt.gluetun_push import GluetunPushSink
 from pia_mqtt.model import Event, EventKind, SinkHealth, Snapshot, Status, SyncState
-from tests.fake_gluetun import GET_LEGACY, GET_PF, PUT_PF, FakeGluetun, RecordingInbox
-from tests.fixtures.common import free_port
+from tests.fake_gluetun import GET_LEGACY, GET_PF, PUT_PF, FakeGluetun
+from tests.fixtures.common import RecordingInbox, free_port
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

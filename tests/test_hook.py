@@ -18,8 +18,7 @@ from pia_mqtt import redact
 from pia_mqtt.errors import ConfigError
 from pia_mqtt.hook import HookSink
 from pia_mqtt.model import Event, EventKind, Snapshot, Status
-from tests.fake_gluetun import RecordingInbox
-from tests.fixtures.common import eventually
+from tests.fixtures.common import RecordingInbox, eventually
 
 T0 = datetime(2026, 11, 25, 18, 0, tzinfo=UTC)
 PY = sys.executable

@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -29,7 +28,7 @@ from pia_mqtt.model import (
 )
 from pia_mqtt.mqtt import MqttSink
 from pia_mqtt.settings import Settings
-from tests.fixtures.common import eventually
+from tests.fixtures.common import RecordingInbox, eventually
 from tests.fixtures.mosquitto import Broker, Recorder
 
 T0 = datetime(2026, 1, 14, 19, 30, tzinfo=UTC)
@@ -52,44 +51,14 @@ def snapshot(port: int | None = 54321, status: Status = Status.ACTIVE, **extra: 
     return Snapshot(**(values | extra))
 
 
-class FakeInbox:
-    """The engine's inbox as the sink sees it: records what it is given."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.commands: list[tuple[Command, str]] = []
-        self.reports: list[tuple[str, SinkHealth]] = []
-        self.events: list[Event] = []
-
-    def command(self, command: Command, *, source: str) -> None:
-        """Record a command."""
-        with self._lock:
-            self.commands.append((command, source))
-
-    def report(self, sink: str, health: SinkHealth) -> None:
-        """Record a health report."""
-        with self._lock:
-            self.reports.append((sink, health))
-
-    def emit(self, event: Event) -> None:
-        """Record an event."""
-        with self._lock:
-            self.events.append(event)
-
-    def last_health(self) -> SinkHealth | None:
-        """The latest health report, or None."""
-        with self._lock:
-            return self.reports[-1][1] if self.reports else None
-
-
 @pytest.fixture
-def inbox() -> FakeInbox:
+def inbox() -> RecordingInbox:
     """A fresh recording inbox."""
-    return FakeInbox()
+    return RecordingInbox()
 
 
 @pytest.fixture
-def make_sink(inbox: FakeInbox) -> Iterator[Callable[..., MqttSink]]:
+def make_sink(inbox: RecordingInbox) -> Iterator[Callable[..., MqttSink]]:
     """Build started sinks for a broker; every sink is closed after the test."""
     made: list[MqttSink] = []
 
@@ -197,7 +166,7 @@ def test_events_are_published_not_retained(mosquitto: Broker, make_sink, recorde
     [("pia-mqtt/refresh", Command.REFRESH), ("pia-mqtt/new_port", Command.NEW_PORT)],
 )
 def test_button_press_queues_the_command(
-    mosquitto: Broker, make_sink, recorder, inbox: FakeInbox, topic: str, command: Command
+    mosquitto: Broker, make_sink, recorder, inbox: RecordingInbox, topic: str, command: Command
 ) -> None:
     """PRESS (as HA sends it: not retained) on a command topic reaches the engine's inbox."""
     sink = make_sink(mosquitto)
@@ -207,7 +176,7 @@ def test_button_press_queues_the_command(
 
 
 def test_retained_press_is_ignored_and_cleared(
-    mosquitto: Broker, make_sink, recorder, inbox: FakeInbox
+    mosquitto: Broker, make_sink, recorder, inbox: RecordingInbox
 ) -> None:
     """A leftover retained PRESS never fires a command; the sink clears it from the broker."""
     user = recorder(mosquitto, "pia-mqtt/refresh")
@@ -223,7 +192,7 @@ def test_retained_press_is_ignored_and_cleared(
 
 
 def test_garbage_commands_are_ignored(
-    mosquitto: Broker, make_sink, recorder, inbox: FakeInbox, caplog
+    mosquitto: Broker, make_sink, recorder, inbox: RecordingInbox, caplog
 ) -> None:
     """Wrong case, other words, invalid UTF-8, huge and empty payloads are ignored; the client keeps working."""
     sink = make_sink(mosquitto)
@@ -334,7 +303,7 @@ def test_close_while_the_broker_is_down_returns(mosquitto: Broker, make_sink) ->
 
 
 def test_start_with_the_broker_down_connects_later(
-    mosquitto: Broker, make_sink, inbox: FakeInbox
+    mosquitto: Broker, make_sink, inbox: RecordingInbox
 ) -> None:
     """start() returns at once when no broker listens; the sink connects once one appears."""
     mosquitto.stop()
@@ -352,9 +321,9 @@ LAST_WILL_SCRIPT = """
 import sys, threading
 from pia_mqtt.mqtt import MqttSink
 from pia_mqtt.settings import Settings
-from pia_mqtt.settings import Settings
-from tests.test_mqtt import FakeInbox, snapshot
-sink = MqttSink(Settings(mqtt_host="127.0.0.1", mqtt_port=int(sys.argv[1])), FakeInbox(),
+from tests.fixtures.common import RecordingInbox
+from tests.test_mqtt import snapshot
+sink = MqttSink(Settings(mqtt_host="127.0.0.1", mqtt_port=int(sys.argv[1])), RecordingInbox(),
                 qbittorrent_enabled=False, version="test")
 sink.start()
 sink.publish(snapshot())
@@ -395,7 +364,7 @@ def test_username_and_password(mosquitto_auth: Broker, make_sink, recorder) -> N
 
 
 def test_wrong_password_is_reported_not_raised(
-    mosquitto_auth: Broker, make_sink, inbox: FakeInbox, caplog
+    mosquitto_auth: Broker, make_sink, inbox: RecordingInbox, caplog
 ) -> None:
     """A refused password leaves the sink disconnected, reports auth_failed and never logs the password."""
     sink = make_sink(mosquitto_auth, mqtt_pass="wrong-password-123")
@@ -419,7 +388,7 @@ def test_tls_with_a_private_ca(mosquitto_tls: Broker, make_sink, recorder) -> No
 # _ssl_wrap_socket); the garbage collector closes it with a ResourceWarning.
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 @pytest.mark.filterwarnings("ignore::ResourceWarning")
-def test_tls_refuses_an_unknown_ca(mosquitto_tls: Broker, make_sink, inbox: FakeInbox) -> None:
+def test_tls_refuses_an_unknown_ca(mosquitto_tls: Broker, make_sink, inbox: RecordingInbox) -> None:
     """Without the broker's CA the TLS handshake fails: reported as unreachable, never connected."""
     sink = make_sink(mosquitto_tls, mqtt_ca_cert=None)
     eventually(lambda: inbox.last_health() is not None)
@@ -460,7 +429,7 @@ def test_check_resends_the_state_as_a_heartbeat(mosquitto: Broker, make_sink, re
     ],
 )
 def test_unusable_settings_raise_a_clear_error(
-    inbox: FakeInbox, overrides: dict[str, Any], message: str
+    inbox: RecordingInbox, overrides: dict[str, Any], message: str
 ) -> None:
     """Wildcards in the topics or no host raise MqttError naming the variable, before any connection."""
     settings = Settings(**({"mqtt_host": "127.0.0.1"} | overrides))

@@ -21,11 +21,11 @@ from pia_mqtt.errors import (
     QbittorrentHostHeaderError,
     QbittorrentUnavailableError,
 )
-from pia_mqtt.model import Command, Event, EventKind, SinkHealth, Snapshot, Status, SyncState
+from pia_mqtt.model import EventKind, SinkHealth, Snapshot, Status, SyncState
 from pia_mqtt.qbittorrent import QbittorrentClient
 from pia_mqtt.qbtsink import QbittorrentSink
 from tests.fake_qbt52 import FakeQbittorrent52
-from tests.fixtures.common import eventually, free_port
+from tests.fixtures.common import RecordingInbox, eventually, free_port
 from tests.fixtures.qbittorrent import (
     MAX_FAILED_LOGINS,
     PASSWORD,
@@ -53,47 +53,13 @@ class FakeClock:
         self.now += timedelta(**kwargs)
 
 
-class ListInbox:
-    """The engine's side of the Inbox protocol: it only collects what the sink sends."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.reports: list[tuple[str, SinkHealth]] = []
-        self.events: list[Event] = []
-        self.commands: list[Command] = []
-
-    def command(self, command: Command, *, source: str) -> None:
-        """Collect a command."""
-        with self.lock:
-            self.commands.append(command)
-
-    def report(self, sink: str, health: SinkHealth) -> None:
-        """Collect a health report."""
-        with self.lock:
-            self.reports.append((sink, health))
-
-    def emit(self, event: Event) -> None:
-        """Collect an event."""
-        with self.lock:
-            self.events.append(event)
-
-    @property
-    def health(self) -> SinkHealth:
-        """Return the last reported health."""
-        return self.reports[-1][1]
-
-    def kinds(self) -> list[EventKind]:
-        """Return the kinds of the events emitted so far."""
-        return [event.kind for event in self.events]
-
-
 def snapshot(port: int | None) -> Snapshot:
     """Build an engine snapshot with only what the sink reads."""
     return Snapshot(status=Status.ACTIVE, updated_at=T0, port=port)
 
 
 def make_sink(
-    client: QbittorrentClient, inbox: ListInbox, clock: FakeClock | None = None
+    client: QbittorrentClient, inbox: RecordingInbox, clock: FakeClock | None = None
 ) -> QbittorrentSink:
     """Build a sink with a 1 s check interval on a fake clock."""
     return QbittorrentSink(client, inbox, check_interval=1, clock=clock or FakeClock())
@@ -147,9 +113,9 @@ class _Relay(socketserver.BaseRequestHandler):
 
 
 @pytest.fixture
-def inbox() -> ListInbox:
+def inbox() -> RecordingInbox:
     """Return a fresh collecting inbox."""
-    return ListInbox()
+    return RecordingInbox()
 
 
 def test_set_listen_port_is_read_back_and_stored_by_qbittorrent(qbittorrent: QbittorrentProcess):
@@ -169,7 +135,7 @@ def test_set_listen_port_is_read_back_and_stored_by_qbittorrent(qbittorrent: Qbi
 
 
 def test_publish_sets_port_then_follows_a_port_change(
-    qbittorrent: QbittorrentProcess, inbox: ListInbox
+    qbittorrent: QbittorrentProcess, inbox: RecordingInbox
 ):
     """A published port is set, reported in_sync with an event; a new PIA port follows."""
     first = other_port(qbittorrent.listen_port)
@@ -201,7 +167,7 @@ def test_publish_sets_port_then_follows_a_port_change(
 
 
 def test_restart_with_torrenting_port_is_repaired_by_the_next_check(
-    qbittorrent: QbittorrentProcess, inbox: ListInbox
+    qbittorrent: QbittorrentProcess, inbox: RecordingInbox
 ):
     """A restart with --torrenting-port makes qBittorrent drift; one check sets it back."""
     wanted = other_port(qbittorrent.listen_port)
@@ -236,7 +202,7 @@ def test_session_expired_by_a_restart_logs_in_once_and_succeeds(qbittorrent: Qbi
 
 
 def test_qbittorrent_down_at_start_is_synced_once_it_comes_up(
-    qbittorrent_factory: QbittorrentFactory, inbox: ListInbox
+    qbittorrent_factory: QbittorrentFactory, inbox: RecordingInbox
 ):
     """Unreachable is reported once as an event; the first check after start-up syncs."""
     qbt = qbittorrent_factory(start=False)
@@ -258,7 +224,7 @@ def test_qbittorrent_down_at_start_is_synced_once_it_comes_up(
 
 
 def test_wrong_password_latches_and_never_reaches_the_ban(
-    qbittorrent: QbittorrentProcess, inbox: ListInbox, caplog: pytest.LogCaptureFixture
+    qbittorrent: QbittorrentProcess, inbox: RecordingInbox, caplog: pytest.LogCaptureFixture
 ):
     """Refused logins latch: no retry before auth_retry, a hard cap, no ban, one ERROR line."""
     caplog.set_level(logging.DEBUG)
@@ -299,7 +265,7 @@ def test_wrong_password_latches_and_never_reaches_the_ban(
 
 
 def test_login_while_banned_is_reported_as_a_ban(
-    qbittorrent_factory: QbittorrentFactory, inbox: ListInbox
+    qbittorrent_factory: QbittorrentFactory, inbox: RecordingInbox
 ):
     """A 403 on login (IP banned) is a ban, latched as auth_failed, and not a failed login."""
     qbittorrent = qbittorrent_factory(ban_seconds=600)
@@ -386,7 +352,7 @@ def test_ports_outside_range_are_refused_before_any_request(port: int):
         assert fake.state.requests == []
 
 
-def test_port_zero_or_missing_in_snapshot_does_nothing(inbox: ListInbox):
+def test_port_zero_or_missing_in_snapshot_does_nothing(inbox: RecordingInbox):
     """While the VPN starts (port None or 0) the sink neither sends nor reports anything."""
     with FakeQbittorrent52(USER, PASSWORD) as fake:
         sink = make_sink(QbittorrentClient(fake.url, username=USER, password=PASSWORD), inbox)
@@ -399,7 +365,7 @@ def test_port_zero_or_missing_in_snapshot_does_nothing(inbox: ListInbox):
         assert (fake.state.requests, inbox.reports, inbox.events) == ([], [], [])
 
 
-def test_qbittorrent_52_login_cookie_and_status_codes(inbox: ListInbox):
+def test_qbittorrent_52_login_cookie_and_status_codes(inbox: RecordingInbox):
     """5.2: 204 login with a QBT_SID_<port> cookie, 204 setPreferences, re-login on expiry."""
     with FakeQbittorrent52(USER, PASSWORD) as fake:
         client = QbittorrentClient(fake.url, username=USER, password=PASSWORD)
@@ -418,7 +384,7 @@ def test_qbittorrent_52_login_cookie_and_status_codes(inbox: ListInbox):
             sink.close()
 
 
-def test_setting_that_does_not_take_is_out_of_sync_not_success(inbox: ListInbox):
+def test_setting_that_does_not_take_is_out_of_sync_not_success(inbox: RecordingInbox):
     """A 204 to setPreferences is not trusted: the read-back decides, and it says out_of_sync."""
     with FakeQbittorrent52(USER, PASSWORD) as fake:
         fake.state.ignore_changes = True
@@ -449,7 +415,7 @@ def test_qbittorrent_52_wrong_password_is_an_auth_error():
         assert (fake.state.logins, fake.state.failed_logins) == (1, 1)
 
 
-def test_slow_qbittorrent_never_blocks_publish_or_check(inbox: ListInbox):
+def test_slow_qbittorrent_never_blocks_publish_or_check(inbox: RecordingInbox):
     """publish/check/close return while the worker waits on a hung qBittorrent."""
     with FakeQbittorrent52(USER, PASSWORD) as fake:
         fake.state.hold = threading.Event()

@@ -30,9 +30,8 @@ from pia_mqtt.portfiles import data_document
 from pia_mqtt.qbittorrent import QbittorrentClient
 from pia_mqtt.qbtsink import QbittorrentSink
 from pia_mqtt.settings import Settings, load_settings
-from tests.fake_gluetun import RecordingInbox
 from tests.faults.conftest import FUZZ, NETWORK_FUZZ, json_scalars, json_values, ports
-from tests.fixtures.common import eventually
+from tests.fixtures.common import RecordingInbox, eventually
 from tests.fixtures.mosquitto import Broker, Recorder
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.usefixtures("isolated_secrets")]

@@ -38,9 +38,8 @@ from pia_mqtt.simulator import (
     PiaSimulator,
     Reply,
 )
-from tests.fake_gluetun import RecordingInbox
 from tests.faults.conftest import build
-from tests.fixtures.common import eventually
+from tests.fixtures.common import RecordingInbox, eventually
 from tests.fixtures.mosquitto import Broker, Recorder
 from tests.fixtures.qbittorrent import QbittorrentProcess
 from tests.harness import advance, at

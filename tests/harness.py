@@ -97,8 +97,14 @@ def build_daemon(
     extra_sinks: list[Sink] | None = None,
     port_file: Path | None = None,
     watch_interval: float = 5.0,
+    timeout: float = 2.0,
+    record: bool = True,
 ) -> Daemon:
-    """An engine wired like ``pia-mqtt run`` (files sink + recorder), not yet started."""
+    """An engine wired like ``pia-mqtt run`` (files sink + recorder), not yet started.
+
+    ``timeout`` is the PIA client's HTTP timeout; ``record=False`` leaves the (ever-growing)
+    recorder out, for the soak.
+    """
     gateway = sim.gateways[0]
     engine = Engine(clock=utc_now)
     pia = PiaClient(
@@ -107,7 +113,7 @@ def build_daemon(
         token_url=sim.token_url,
         ca_file=sim.ca_file,
         gateway_port=gateway.port,
-        timeout=2.0,
+        timeout=timeout,
     )
     # An empty route table keeps the 5-second gateway watch cheap over simulated days.
     finder = GatewayFinder(
@@ -131,7 +137,7 @@ def build_daemon(
         folder / "pia-port-data.json",
         refresh_interval=interval,
     )
-    engine.attach(manager, [files, recorder, *(extra_sinks or [])])
+    engine.attach(manager, [files, *([recorder] if record else []), *(extra_sinks or [])])
     return Daemon(engine=engine, manager=manager, recorder=recorder, folder=folder)
 
 

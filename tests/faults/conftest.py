@@ -26,17 +26,11 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
 from pia_mqtt import redact
-from pia_mqtt.engine import Engine, utc_now
-from pia_mqtt.gateway import GatewayFinder
-from pia_mqtt.lease import LeaseStore
-from pia_mqtt.leasing import LeaseManager
 from pia_mqtt.model import Sink
-from pia_mqtt.pia import PiaClient
-from pia_mqtt.portfiles import PortFilesSink
 from pia_mqtt.simulator import PiaSimulator
 from tests.fixtures.pia import SIM_PASS, SIM_USER
 from tests.harness import Daemon as EngineDaemon
-from tests.harness import RecordingSink
+from tests.harness import build_daemon
 
 REPO = Path(__file__).resolve().parents[2]
 USER = 1000
@@ -220,44 +214,16 @@ def build(
     sinks: list[Sink] | None = None,
     record: bool = True,
 ) -> EngineDaemon:
-    """An in-process daemon like tests.harness.build_daemon (files sink + recorder).
-
-    Differences: the HTTP timeout is a parameter (timeouts in a fraction of a second),
-    the gateway watch runs hourly, extra ``sinks`` are attached, and ``record=False``
-    leaves the (ever-growing) recorder out for the soak.
-    """
-    gateway = sim.gateways[0]
-    engine = Engine(clock=utc_now)
-    pia = PiaClient(
-        username=SIM_USER,
-        password=SIM_PASS,
-        token_url=sim.token_url,
-        ca_file=sim.ca_file,
-        gateway_port=gateway.port,
-        timeout=timeout,
-    )
-    finder = GatewayFinder(
-        configured=gateway.host,
-        hostname=None,
-        port=gateway.port,
-        ca_file=sim.ca_file,
-        read_system=lambda: ([], []),
-    )
-    manager = LeaseManager(
-        engine,
-        pia=pia,
-        finder=finder,
-        store=LeaseStore(folder / "pia-lease.json"),
-        refresh_interval=900,
+    """tests.harness.build_daemon with the gateway watch hourly (no watch noise)."""
+    return build_daemon(
+        sim,
+        folder,
+        interval=900,
         watch_interval=3600,
+        timeout=timeout,
+        record=record,
+        extra_sinks=sinks,
     )
-    recorder = RecordingSink()
-    files = PortFilesSink(
-        folder / "pia-port.txt", folder / "pia-port-data.json", refresh_interval=900
-    )
-    attached: list[Sink] = [files, *([recorder] if record else []), *(sinks or [])]
-    engine.attach(manager, attached)
-    return EngineDaemon(engine=engine, manager=manager, recorder=recorder, folder=folder)
 
 
 FUZZ = settings(

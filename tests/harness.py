@@ -141,7 +141,7 @@ def build_daemon(
     return Daemon(engine=engine, manager=manager, recorder=recorder, folder=folder)
 
 
-def advance(engine: Engine, traveller: time_machine.Coordinates, seconds: float) -> None:
+def advance(engine: Engine, traveller: time_machine.Traveller, seconds: float) -> None:
     """Move the fake clock ``seconds`` forward, running every job that falls due on the way."""
     end = utc_now() + timedelta(seconds=seconds)
     engine.run_pending()

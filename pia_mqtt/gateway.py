@@ -212,8 +212,15 @@ def _first_ok_settled(count: int, results: dict[int, ProbeResult]) -> bool:
 
 def not_found_message(results: Sequence[CandidateResult], *, port: int) -> str:
     """Build the "Could not detect gateway IP" text: every address tried, what to check."""
+    # The first line is what the state document and MQTT show (one line): name the verdicts.
+    tried = ", ".join(f"{r.candidate.address} {r.probe.verdict.value}" for r in results[:4])
+    more = f" and {len(results) - 4} more" if len(results) > 4 else ""
+    summary = f" (tried {tried}{more})" if results else " (no candidates)"
     lines = [
-        f"Could not detect gateway IP: no candidate answered on port {port} with PIA's certificate."
+        (
+            f"Could not detect gateway IP: no candidate answered on port {port} with PIA's "
+            f"certificate{summary}."
+        )
     ]
     if results:
         lines.append("Addresses tried:")

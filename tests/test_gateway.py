@@ -89,7 +89,7 @@ def test_wrong_hostname_is_not_a_gateway(pia_sim: PiaSimulator):
     expected = [
         (
             f"Could not detect gateway IP: no candidate answered on port {gw.port} with PIA's"
-            " certificate."
+            " certificate (tried 127.0.0.1 wrong name)."
         ),
         "Addresses tried:",
         (
@@ -122,7 +122,7 @@ def test_refused_gateway_error_lists_the_address_and_the_hints(pia_sim: PiaSimul
     expected = [
         (
             f"Could not detect gateway IP: no candidate answered on port {gw.port} with PIA's"
-            " certificate."
+            " certificate (tried 127.0.0.1 refused)."
         ),
         "Addresses tried:",
         "  127.0.0.1 (configured, PIA_GATEWAY): refused - connection refused",
@@ -178,7 +178,10 @@ def test_no_candidates_error_says_so():
     with pytest.raises(GatewayNotFoundError) as caught:
         empty.find()
     expected = [
-        "Could not detect gateway IP: no candidate answered on port 19999 with PIA's certificate.",
+        (
+            "Could not detect gateway IP: no candidate answered on port 19999 with PIA's"
+            " certificate (no candidates)."
+        ),
         "No candidate found: no tunnel routes, tunnel interfaces or default route.",
         *hints(19999),
     ]

@@ -51,3 +51,19 @@ def _fsync_dir(folder: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def remove_stale_temps(path: Path) -> list[Path]:
+    """Delete temp files a killed writer left beside ``path``; returns what was removed.
+
+    A SIGKILL between mkstemp and rename leaves ``.<name>.XXXX.tmp`` behind (readers never
+    see it: they read ``path``). Only this module makes such names, so they are safe to
+    remove at start. Errors are ignored: a read-only folder keeps its leftovers.
+    """
+    removed: list[Path] = []
+    with contextlib.suppress(OSError):
+        for stale in path.parent.glob(f".{path.name}.*.tmp"):
+            with contextlib.suppress(OSError):
+                stale.unlink()
+                removed.append(stale)
+    return removed

@@ -27,8 +27,12 @@ DRAIN_TIMEOUT = 30.0
 
 def build_engine(settings: Settings, *, clock: Clock = utc_now) -> Engine:
     """An engine with its controller and every sink the settings enable (not started)."""
+    from pia_mqtt.atomic import remove_stale_temps  # noqa: PLC0415
     from pia_mqtt.portfiles import PortFilesSink  # noqa: PLC0415
 
+    for path in (settings.port_file, settings.port_data_file, settings.state_file):
+        for stale in remove_stale_temps(path):
+            log.info("Removed %s, left by an interrupted write", stale)
     engine = Engine(clock=clock, source=settings.port_source.value)
     sinks: list[Sink] = [
         PortFilesSink(

@@ -210,3 +210,15 @@ def test_run_stops_on_sigint_too(pia_env: dict[str, str], signum: int) -> None:
             proc.kill()
             proc.wait()
     assert 0 == code
+
+
+def test_start_removes_temp_files_an_interrupted_write_left(pia_env: dict[str, str]) -> None:
+    """A `.pia-port.txt.XXXX.tmp` left by a SIGKILL mid-write is deleted at the next start."""
+    folder = Path(pia_env["PORT_FILE"]).parent
+    stale = [folder / ".pia-port.txt.ab12cd.tmp", folder / ".pia-lease.json.ef34gh.tmp"]
+    for path in stale:
+        path.write_text("half a file")
+    result = _cli("once", env=pia_env)
+    assert 0 == result.returncode, result.stderr
+    assert [False, False] == [path.exists() for path in stale]
+    assert Path(pia_env["PORT_FILE"]).exists()

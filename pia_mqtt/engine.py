@@ -200,12 +200,19 @@ class Engine:
                 finally:
                     self._busy = False
         elif kind == "report":
-            sink, health = payload
-            sinks = dict(self.snapshot.sinks)
-            sinks[sink] = health
-            self.update(sinks=sinks)
+            self._record_health(*payload)
         elif kind == "event":
             self._dispatch_event(payload)
+
+    def _record_health(self, sink: str, health: SinkHealth) -> None:
+        sinks = {**self.snapshot.sinks, sink: health}
+        old = self.snapshot.sinks.get(sink)
+        if old is not None and dataclasses.replace(health, last_sync=old.last_sync) == old:
+            # Only "last confirmed" moved (a qBittorrent check every minute): keep it for the
+            # next real change instead of rewriting files and MQTT state each time (SD cards).
+            self.snapshot = dataclasses.replace(self.snapshot, sinks=sinks)
+            return
+        self.update(sinks=sinks)
 
     def _dispatch_snapshot(self) -> None:
         snapshot = self.snapshot

@@ -334,3 +334,32 @@ def test_a_sink_that_raises_does_not_stop_the_keepalive_or_the_other_sinks(
         assert 3 == pia_sim.gateways[0].stats().binds_ok
         assert daemon.port_file.exists()
         daemon.engine.close()
+
+
+def test_a_sink_report_that_only_moves_last_sync_does_not_republish(
+    pia_sim: PiaSimulator, tmp_path: Path
+) -> None:
+    """Minute-by-minute 'still in sync' reports do not rewrite files or MQTT state.
+
+    The newer time is kept and goes out with the next real change.
+    """
+    from pia_mqtt.model import SinkHealth, SyncState
+
+    with at(utc_now()) as traveller:
+        daemon = build_daemon(pia_sim, tmp_path)
+        daemon.engine.start()
+        advance(daemon.engine, traveller, 1)
+        first = SinkHealth(SyncState.IN_SYNC, port=1234, last_sync=utc_now())
+        daemon.engine.report("qbittorrent", first)
+        advance(daemon.engine, traveller, 60)
+        published = len(daemon.recorder.snapshots)
+        later = SinkHealth(SyncState.IN_SYNC, port=1234, last_sync=utc_now())
+        daemon.engine.report("qbittorrent", later)
+        advance(daemon.engine, traveller, 1)
+        after_same = len(daemon.recorder.snapshots)
+        daemon.engine.command(Command.REFRESH, source="test")
+        advance(daemon.engine, traveller, 1)
+        assert published == after_same
+        assert later == daemon.recorder.snapshots[-1].sinks["qbittorrent"]
+        assert later.last_sync != first.last_sync
+        daemon.engine.close()

@@ -10,6 +10,16 @@ from pathlib import Path
 from pia_mqtt.errors import OutputError
 
 
+def ensure_folder(folder: Path) -> None:
+    """Recreate ``folder`` if the volume was emptied or removed while we ran (OutputError)."""
+    if folder.exists():
+        return
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"creating {folder} failed: {exc.strerror}") from None
+
+
 def atomic_write(path: Path, text: str, *, mode: int = 0o644) -> None:
     """Replace ``path`` with ``text`` so readers see the old or the new file, never a part.
 

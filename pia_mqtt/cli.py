@@ -150,7 +150,6 @@ def _detect_gateway(settings: Settings) -> int:
 def _run(settings: Settings, *, once: bool, duration: float | None = None) -> int:
     import logging  # noqa: PLC0415
     import signal  # noqa: PLC0415
-    from datetime import UTC, datetime  # noqa: PLC0415
 
     from pia_mqtt.engine import ShutdownRequestedError  # noqa: PLC0415
     from pia_mqtt.wiring import build_engine, describe_once, run_once  # noqa: PLC0415
@@ -174,7 +173,7 @@ def _run(settings: Settings, *, once: bool, duration: float | None = None) -> in
             ok = run_once(engine)
         except ShutdownRequestedError:
             return EXIT_FAILED
-        print(describe_once(engine, datetime.now(UTC)))
+        print(describe_once(engine))
         return EXIT_OK if ok else EXIT_FAILED
     try:
         engine.start()

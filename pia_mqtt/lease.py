@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from pia_mqtt.atomic import atomic_write
+from pia_mqtt.atomic import atomic_write, ensure_folder
 from pia_mqtt.errors import OutputError, PiaReplyError
 from pia_mqtt.model import valid_port
 
@@ -159,12 +159,7 @@ class LeaseStore:
             "port": lease.port,
             "expires_at": lease.expires_at.isoformat(),
         }
-        if not self.path.parent.exists():
-            # The volume was emptied or removed while we ran: recreate the folder.
-            try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise OutputError(f"creating {self.path.parent} failed: {exc.strerror}") from None
+        ensure_folder(self.path.parent)
         atomic_write(self.path, json.dumps(document, indent=2) + "\n", mode=0o600)
 
     def clear(self) -> None:

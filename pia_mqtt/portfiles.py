@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from pia_mqtt.atomic import atomic_write
+from pia_mqtt.atomic import atomic_write, ensure_folder
 from pia_mqtt.errors import OutputError
 from pia_mqtt.model import Event, Snapshot, iso_z, valid_port
 from pia_mqtt.redact import describe
@@ -97,12 +97,7 @@ class PortFilesSink:
 
     def _write(self, snapshot: Snapshot) -> None:
         for path in (self._port_file, self._data_file):
-            if not path.parent.exists():
-                # The volume was emptied or removed while we ran: recreate the folder.
-                try:
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                except OSError as exc:
-                    raise OutputError(f"creating {path.parent} failed: {exc.strerror}") from None
+            ensure_folder(path.parent)
         if snapshot.port != self._written_port or not self._port_file.exists():
             atomic_write(self._port_file, f"{snapshot.port}\n")
             self._written_port = snapshot.port

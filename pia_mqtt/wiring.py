@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import datetime
 from typing import TYPE_CHECKING
 
 from pia_mqtt import __version__
@@ -160,7 +159,7 @@ def run_once(engine: Engine, *, timeout: float = ONCE_TIMEOUT) -> bool:
         engine.close()
 
 
-def describe_once(engine: Engine, now: datetime) -> str:
+def describe_once(engine: Engine) -> str:
     """The summary line `pia-mqtt once` prints."""
     s = engine.snapshot
     parts = [f"port={s.port}", f"status={s.status.value}", f"gateway={s.gateway}"]
@@ -168,5 +167,4 @@ def describe_once(engine: Engine, now: datetime) -> str:
         parts.append(f"{name}={health.state.value}")
     if s.last_error:
         parts.append(f"error={s.last_error}")
-    del now
     return " ".join(parts)

@@ -1,0 +1,269 @@
+"""Bounds on every outside HTTP request: one overall deadline and a reply size cap.
+
+requests' ``timeout`` applies to each socket operation, so a peer that drips one byte a
+second keeps a request alive forever. :func:`fetch` gives a request one deadline covering
+connect, TLS handshake, headers and the whole body, and refuses replies over ``max_bytes``
+(64 KiB by default: PIA's replies are a few hundred bytes, gluetun's and a torrent client's
+a few KiB)::
+
+    session = limits.session()                  # or mount BoundedAdapter yourself
+    reply = limits.fetch(session, "GET", url, deadline=10.0, params=...)
+    reply.content                               # already read, at most max_bytes
+
+How: the connect and read timeouts are the deadline itself, and a watchdog timer (one
+short-lived thread per request in flight, nothing while idle) shuts the request's socket
+down when the deadline passes, which ends a blocked ``recv`` at once, in the TLS handshake
+as in the body. The socket is known to the watchdog because the connection classes here
+(:class:`BoundedHTTPConnection`, :class:`BoundedHTTPSConnection`, used by
+:class:`BoundedAdapter`) hand every socket they use to the request running on their thread.
+A custom pool (PIA's gateway pool) subclasses those connection classes to get the same.
+
+Errors stay requests exceptions so callers translate them as before:
+:class:`DeadlineExceeded` is a :class:`requests.Timeout`, :class:`ReplyTooLarge` a
+:class:`requests.RequestException`; both messages are one short line.
+Name resolution (``getaddrinfo``) cannot be interrupted and is not covered.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import threading
+from typing import Any
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+
+MAX_REPLY_BYTES = 64 * 1024
+_CHUNK = 8192
+
+__all__ = [
+    "MAX_REPLY_BYTES",
+    "BoundedAdapter",
+    "BoundedHTTPConnection",
+    "BoundedHTTPSConnection",
+    "DeadlineExceeded",
+    "ReplyTooLarge",
+    "fetch",
+    "session",
+]
+
+
+class DeadlineExceeded(requests.Timeout):
+    """The whole request (connect, TLS, reply) did not finish within its deadline."""
+
+
+class ReplyTooLarge(requests.RequestException):
+    """The reply is larger than the cap; it was not read further."""
+
+
+class _Watch:
+    """One request's deadline: shuts its sockets down when the time is up."""
+
+    def __init__(self, deadline: float) -> None:
+        self._lock = threading.Lock()
+        self._socks: list[socket.socket] = []
+        self._done = False
+        self.expired = False
+        self._timer = threading.Timer(deadline, self._expire)
+        self._timer.daemon = True
+
+    def start(self) -> None:
+        self._timer.start()
+
+    def add(self, sock: socket.socket) -> None:
+        # A duplicate descriptor of the same kernel socket: it stays valid after ssl wraps
+        # (and detaches) the original, and closing it never closes the connection, so the
+        # watchdog cannot hit a reused descriptor number.
+        try:
+            dup = socket.socket(fileno=os.dup(sock.fileno()))
+        except OSError:
+            return
+        with self._lock:
+            if self._done:
+                dup.close()
+                return
+            self._socks.append(dup)
+            if self.expired:
+                _shutdown(dup)
+
+    def _expire(self) -> None:
+        with self._lock:
+            if self._done:
+                return
+            self.expired = True
+            for sock in self._socks:
+                _shutdown(sock)
+
+    def finish(self) -> None:
+        self._timer.cancel()
+        with self._lock:
+            self._done = True
+            socks, self._socks = self._socks, []
+        for sock in socks:
+            sock.close()
+
+
+def _shutdown(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+
+
+_local = threading.local()
+
+
+def _watch(sock: socket.socket | None) -> None:
+    watch: _Watch | None = getattr(_local, "watch", None)
+    if watch is not None and sock is not None:
+        watch.add(sock)
+
+
+class BoundedHTTPConnection(HTTPConnection):
+    """An HTTP connection whose sockets the running :func:`fetch` can cut at its deadline."""
+
+    def _new_conn(self) -> socket.socket:
+        sock = super()._new_conn()
+        _watch(sock)
+        return sock
+
+    def putrequest(
+        self,
+        method: str,
+        url: str,
+        skip_host: bool = False,
+        skip_accept_encoding: bool = False,
+    ) -> None:
+        """A pooled connection being reused: its socket belongs to this request now."""
+        _watch(self.sock)
+        super().putrequest(method, url, skip_host, skip_accept_encoding)
+
+
+class BoundedHTTPSConnection(HTTPSConnection):
+    """An HTTPS connection whose sockets the running :func:`fetch` can cut at its deadline."""
+
+    def _new_conn(self) -> socket.socket:
+        sock = super()._new_conn()
+        _watch(sock)
+        return sock
+
+    def putrequest(
+        self,
+        method: str,
+        url: str,
+        skip_host: bool = False,
+        skip_accept_encoding: bool = False,
+    ) -> None:
+        """A pooled connection being reused: its socket belongs to this request now."""
+        _watch(self.sock)
+        super().putrequest(method, url, skip_host, skip_accept_encoding)
+
+
+class _HTTPPool(HTTPConnectionPool):
+    ConnectionCls = BoundedHTTPConnection
+
+
+class _HTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = BoundedHTTPSConnection
+
+
+_POOLS = {"http": _HTTPPool, "https": _HTTPSPool}
+
+
+class BoundedAdapter(HTTPAdapter):
+    """A requests adapter whose connections :func:`fetch` can bound (mount for both schemes)."""
+
+    def __init__(self) -> None:
+        super().__init__(max_retries=0)
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        """Build the pool manager with the bounded pool classes."""
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = _POOLS
+
+    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
+        """Proxied requests (HTTPS_PROXY for the token endpoint) are bounded too."""
+        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
+        manager.pool_classes_by_scheme = _POOLS
+        return manager
+
+
+def session(*, trust_env: bool = False) -> requests.Session:
+    """A session with :class:`BoundedAdapter` on http:// and https://.
+
+    ``trust_env=False`` (the default) ignores HTTP(S)_PROXY and .netrc, right for peers on
+    the local network; the PIA token endpoint passes True (REQUESTS_CA_BUNDLE, a proxy).
+    """
+    bounded = requests.Session()
+    bounded.trust_env = trust_env
+    bounded.mount("https://", BoundedAdapter())
+    bounded.mount("http://", BoundedAdapter())
+    return bounded
+
+
+def fetch(
+    http: requests.Session,
+    method: str,
+    url: str,
+    *,
+    deadline: float,
+    max_bytes: int = MAX_REPLY_BYTES,
+    **kwargs: Any,
+) -> requests.Response:
+    """Send one request and read its whole reply within ``deadline`` seconds.
+
+    ``kwargs`` go to :meth:`requests.Session.request` (``params``, ``data``, ``json``,
+    ``headers``, ``allow_redirects``...; not ``timeout`` or ``stream``). The returned
+    response is complete (``.content``, ``.text``, ``.json()`` work) and its connection is
+    back in the pool. Raises :class:`DeadlineExceeded`, :class:`ReplyTooLarge` or another
+    :class:`requests.RequestException`. The session's connections must come from this
+    module (:func:`session`, :class:`BoundedAdapter`, or a pool of the bounded connection
+    classes), else only the per-operation timeouts apply.
+    """
+    watch = _Watch(deadline)
+    outer = getattr(_local, "watch", None)
+    _local.watch = watch
+    watch.start()
+    try:
+        response = http.request(method, url, stream=True, timeout=(deadline, deadline), **kwargs)
+        try:
+            response._content = _read(response, max_bytes)  # noqa: SLF001 (requests' cache)
+        finally:
+            response.close()
+        if watch.expired:
+            # The cut socket may read as a clean end of a reply without Content-Length.
+            raise DeadlineExceeded(f"no complete reply within {deadline:g} s")
+    except requests.RequestException as exc:
+        if watch.expired and not isinstance(exc, ReplyTooLarge):
+            raise DeadlineExceeded(f"no complete reply within {deadline:g} s") from None
+        raise
+    except OSError as exc:
+        if watch.expired:
+            raise DeadlineExceeded(f"no complete reply within {deadline:g} s") from None
+        raise requests.ConnectionError(exc.strerror or type(exc).__name__) from None
+    finally:
+        _local.watch = outer
+        watch.finish()
+    return response
+
+
+def _read(response: requests.Response, max_bytes: int) -> bytes:
+    too_large = f"the reply is larger than {_size(max_bytes)}"
+    length = response.headers.get("Content-Length", "")
+    if length.isdigit() and int(length) > max_bytes:
+        raise ReplyTooLarge(f"{too_large} (Content-Length {length})")
+    chunks: list[bytes] = []
+    size = 0
+    # Counted after decoding: a small gzip body cannot unpack past the cap either.
+    for chunk in response.iter_content(_CHUNK):
+        size += len(chunk)
+        if size > max_bytes:
+            raise ReplyTooLarge(too_large)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _size(count: int) -> str:
+    return f"{count // 1024} KiB" if count % 1024 == 0 else f"{count} bytes"

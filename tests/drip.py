@@ -19,6 +19,7 @@ import contextlib
 import socket
 import ssl
 import threading
+import time
 from typing import Self
 
 _LARGE = 70_000
@@ -28,16 +29,26 @@ class DripServer:
     """Serve every connection in ``mode`` until stopped; ``ctx`` wraps each in TLS first."""
 
     def __init__(
-        self, mode: str, *, ctx: ssl.SSLContext | None = None, interval: float = 0.2
+        self,
+        mode: str,
+        *,
+        ctx: ssl.SSLContext | None = None,
+        interval: float = 0.2,
+        port: int = 0,
+        limit: float = 8.0,
     ) -> None:
         self.mode = mode
         self._ctx = ctx
         self._interval = interval
+        # A drip ends (connection closed) after ``limit`` s, so that code without an overall
+        # deadline fails the test's time bound instead of hanging the suite.
+        self._limit = limit
         self._stop = threading.Event()
-        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener = socket.create_server(("127.0.0.1", port))
         self._listener.settimeout(0.05)  # accept() wakes to see the stop flag
         self.port: int = self._listener.getsockname()[1]
         self.connections = 0
+        self.requests = 0
         self._lock = threading.Lock()
         self._open: list[socket.socket] = []
         self._thread = threading.Thread(target=self._accept, daemon=True)
@@ -86,8 +97,11 @@ class DripServer:
                 return
             if self._ctx is not None:
                 peer = self._ctx.wrap_socket(conn, server_side=True)
-            _read_request(peer)
-            self._reply(peer)
+            with peer:
+                _read_request(peer)
+                with self._lock:
+                    self.requests += 1
+                self._reply(peer)
 
     def _reply(self, peer: socket.socket) -> None:
         if self.mode == "headers":
@@ -114,7 +128,8 @@ class DripServer:
             raise ValueError(self.mode)
 
     def _drip(self, peer: socket.socket, piece: bytes) -> None:
-        while not self._stop.wait(self._interval):
+        ends = time.monotonic() + self._limit
+        while not self._stop.wait(self._interval) and time.monotonic() < ends:
             peer.sendall(piece)
 
 

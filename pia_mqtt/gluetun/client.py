@@ -21,7 +21,7 @@ from urllib.parse import urlsplit, urlunsplit
 import requests
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from pia_mqtt import redact
+from pia_mqtt import limits, redact
 from pia_mqtt.core.model import valid_port
 from pia_mqtt.errors import GluetunError
 
@@ -78,17 +78,16 @@ def _excerpt(response: requests.Response) -> str:
 class GluetunClient:
     """A small client for the two port-forward routes of gluetun's control server."""
 
-    def __init__(self, base_url: str, *, api_key: str | None, timeout: float = 5.0) -> None:
+    def __init__(self, base_url: str, *, api_key: str | None, timeout: float = 10.0) -> None:
         self._base = base_url.rstrip("/")
         self.url = _shown_url(self._base)
         self._has_key = bool(api_key)
         redact.register(api_key)
-        self._timeout = timeout
+        self._timeout = timeout  # one deadline per whole request (pia_mqtt.limits)
         self._lock = threading.Lock()
         self._legacy = False
-        self._session = requests.Session()
         # The control server is local: HTTP(S)_PROXY meant for other traffic must not apply.
-        self._session.trust_env = False
+        self._session = limits.session(trust_env=False)
         if api_key:
             self._session.headers["X-API-Key"] = api_key
 
@@ -151,9 +150,14 @@ class GluetunClient:
         what = f"{method} {path}"
         try:
             with self._lock:
-                response = self._session.request(
-                    method, self._base + path, json=body, timeout=self._timeout
+                response = limits.fetch(
+                    self._session, method, self._base + path, deadline=self._timeout, json=body
                 )
+        except limits.ReplyTooLarge as exc:
+            raise GluetunReplyError(
+                f"gluetun's control server at {self.url} sent an oversized reply to {what} "
+                f"({exc}): check GLUETUN_CONTROL_URL points at gluetun's control server"
+            ) from None
         except requests.RequestException as exc:
             raise GluetunUnavailableError(
                 f"cannot reach gluetun's control server at {self.url} for {what} "

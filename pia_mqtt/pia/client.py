@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import requests
 
-from pia_mqtt import redact
+from pia_mqtt import limits, redact
 from pia_mqtt.errors import (
     PiaAuthError,
     PiaRefusedError,
@@ -54,15 +54,17 @@ class PiaClient:
         token_url: str,
         ca_file: Path,
         gateway_port: int = 19999,
-        timeout: float = 5.0,
+        timeout: float = 15.0,
     ) -> None:
         self._username = username
         self._password = password
         self._token_url = token_url
         self._ca_file = ca_file
         self._port = gateway_port
+        # One deadline for each whole request (connect, TLS, reply), not per socket read.
         self._timeout = timeout
-        self._token_session = requests.Session()
+        # trust_env: REQUESTS_CA_BUNDLE (and a proxy) apply to the public token endpoint.
+        self._token_session = limits.session(trust_env=True)
         self._gateways: dict[tuple[str, str], requests.Session] = {}
         redact.register(password)
 
@@ -71,10 +73,12 @@ class PiaClient:
         where = f"fetching a PIA token from {redact.redact(_without_query(self._token_url))}"
         log.debug("%s", where)
         try:
-            response = self._token_session.post(
+            response = limits.fetch(
+                self._token_session,
+                "POST",
                 self._token_url,
+                deadline=self._timeout,
                 data={"username": self._username, "password": self._password},
-                timeout=self._timeout,
                 allow_redirects=False,
             )
         except requests.exceptions.SSLError as exc:
@@ -186,8 +190,13 @@ class PiaClient:
         url = f"https://{host}:{self._port}/{endpoint}"
         log.debug("%s: GET /%s (parameters redacted)", where, endpoint)
         try:
-            response = self._session(gateway).get(
-                url, params=params, timeout=self._timeout, allow_redirects=False
+            response = limits.fetch(
+                self._session(gateway),
+                "GET",
+                url,
+                deadline=self._timeout,
+                params=params,
+                allow_redirects=False,
             )
         except requests.exceptions.SSLError as exc:
             log.debug("%s: TLS failure: %s", where, redact.redact(exc))
@@ -207,6 +216,8 @@ class PiaClient:
         log.debug("%s: %s", where, redact.redact(exc))
         if isinstance(exc, requests.Timeout):
             return PiaUnavailableError(f"{where} failed: no answer within {self._timeout:g} s")
+        if isinstance(exc, limits.ReplyTooLarge):
+            return PiaUnavailableError(f"{where} failed: {exc}; {hint}")
         return PiaUnavailableError(f"{where} failed: {_cause(exc)}; {hint}")
 
 

@@ -18,10 +18,9 @@ import ssl
 from typing import TYPE_CHECKING, Any
 
 from requests.adapters import HTTPAdapter
-from urllib3.connection import HTTPSConnection
 from urllib3.connectionpool import HTTPSConnectionPool
 
-from pia_mqtt import redact
+from pia_mqtt import limits, redact
 from pia_mqtt.pia.tls import PeerCert, gateway_context
 
 if TYPE_CHECKING:
@@ -57,8 +56,11 @@ class GatewayNameMismatch(ssl.SSLCertVerificationError):
         return self.detail
 
 
-class _GatewayConnection(HTTPSConnection):
-    """After urllib3's handshake (chain verified), match the name: SAN, else the CN."""
+class _GatewayConnection(limits.BoundedHTTPSConnection):
+    """After urllib3's handshake (chain verified), match the name: SAN, else the CN.
+
+    Bounded: :func:`pia_mqtt.limits.fetch` cuts it at the request's overall deadline.
+    """
 
     def connect(self) -> None:
         super().connect()

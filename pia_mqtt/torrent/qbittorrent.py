@@ -7,8 +7,8 @@ check passes requests without them). A request that gets 403 logs in and is retr
 the login call itself is never retried. With ``password=None`` the client never logs in
 and relies on qBittorrent's localhost/subnet authentication bypass.
 
-Every call has a timeout. Errors are translated here into :mod:`pia_mqtt.errors`, with
-messages built from redacted text only.
+Every call has one overall deadline and a 64 KiB reply cap (:mod:`pia_mqtt.limits`). Errors
+are translated here into :mod:`pia_mqtt.errors`, with messages built from redacted text only.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from typing import Any
 import requests
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from pia_mqtt import limits
 from pia_mqtt.core.model import valid_port
 from pia_mqtt.errors import (
     QbittorrentAuthError,
@@ -56,18 +57,17 @@ class QbittorrentClient:
     credentials = "QBITTORRENT_USER/QBITTORRENT_PASS"
 
     def __init__(
-        self, host: str, *, username: str, password: str | None, timeout: float = 5.0
+        self, host: str, *, username: str, password: str | None, timeout: float = 10.0
     ) -> None:
         self._host = host.rstrip("/")
         self._api = f"{self._host}/api/v2/"
         self._username = username
         self._password = password
         register(password)
-        self._timeout = timeout
-        self._session = requests.Session()
+        self._timeout = timeout  # one deadline per whole request (pia_mqtt.limits)
         # No proxies or .netrc from the environment: qBittorrent is a local peer, and a
         # netrc Authorization header or a proxy would only confuse its auth checks.
-        self._session.trust_env = False
+        self._session = limits.session(trust_env=False)
         self.logins = 0
         """Login requests sent (for tests and diagnostics)."""
         self.failed_logins = 0
@@ -184,9 +184,20 @@ class QbittorrentClient:
 
     def _send(self, method: str, path: str, doing: str, **kwargs: Any) -> requests.Response:
         try:
-            reply = self._session.request(
-                method, self._api + path, timeout=self._timeout, allow_redirects=False, **kwargs
+            reply = limits.fetch(
+                self._session,
+                method,
+                self._api + path,
+                deadline=self._timeout,
+                allow_redirects=False,
+                **kwargs,
             )
+        except limits.ReplyTooLarge as exc:
+            raise QbittorrentUnavailableError(
+                f"{doing}: qBittorrent at {self.host} sent an oversized reply ({exc}); check "
+                "QBITTORRENT_HOST "
+                "points at qBittorrent's Web UI"
+            ) from None
         except requests.Timeout:
             raise QbittorrentUnavailableError(
                 f"{doing}: qBittorrent at {self.host} did not answer within {self._timeout:g} s; "

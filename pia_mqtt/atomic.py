@@ -1,9 +1,13 @@
-"""Atomic file replacement: readers see the old file or the new one, never a part."""
+"""Atomic file replacement: readers see the old file or the new one, never a part.
+
+Also :func:`read_regular`, the bounded read of a file we own or were pointed at.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import tempfile
 from pathlib import Path
 
@@ -77,3 +81,33 @@ def remove_stale_temps(path: Path) -> list[Path]:
                 stale.unlink()
                 removed.append(stale)
     return removed
+
+
+class UnsafeFileError(ValueError):
+    """A path to read is not a regular file, or is larger than allowed."""
+
+
+def read_regular(path: Path, *, limit: int) -> tuple[bytes, int]:
+    """Read a regular file of at most ``limit`` bytes; return its bytes and mode bits.
+
+    Opened with O_NONBLOCK, so a FIFO (or a device) is refused at once instead of blocking
+    the start, and checked with fstat on the open descriptor. Raises FileNotFoundError,
+    OSError, or UnsafeFileError (not a regular file, larger than ``limit``).
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise UnsafeFileError("it is not a regular file")
+        if info.st_size > limit:
+            raise UnsafeFileError(f"it is larger than {limit} bytes ({info.st_size})")
+        chunks: list[bytes] = []
+        size = 0
+        while chunk := os.read(fd, limit + 1 - size):
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > limit:
+                raise UnsafeFileError(f"it is larger than {limit} bytes")
+        return b"".join(chunks), stat.S_IMODE(info.st_mode)
+    finally:
+        os.close(fd)

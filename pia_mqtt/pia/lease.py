@@ -8,19 +8,23 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import json
 import logging
+import stat
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from pia_mqtt.atomic import atomic_write, ensure_folder
+from pia_mqtt.atomic import UnsafeFileError, atomic_write, ensure_folder, read_regular
 from pia_mqtt.core.model import valid_port
 from pia_mqtt.errors import OutputError, PiaReplyError
 
 log = logging.getLogger(__name__)
 
+# A saved lease is a few hundred bytes; anything far larger is not one (and is not read).
+MAX_STATE_BYTES = 64 * 1024
 # PIA's desktop client reuses a saved signature only while more than this remains.
 RENEW_MARGIN = timedelta(days=7)
 
@@ -134,23 +138,48 @@ class LeaseStore:
         self.path = path
 
     def load(self) -> Lease | None:
-        """The saved lease, or None when there is none or it is unreadable (logged)."""
+        """The saved lease, or None when there is none or it is unreadable (logged).
+
+        Never blocks (a FIFO is refused) and never reads more than :data:`MAX_STATE_BYTES`;
+        a good lease readable by others is rewritten with mode 0600.
+        """
         try:
-            text = self.path.read_text(encoding="utf-8")
+            data, mode = read_regular(self.path, limit=MAX_STATE_BYTES)
+            text = data.decode("utf-8")
         except FileNotFoundError:
             return None
-        except (OSError, UnicodeDecodeError) as exc:
-            log.warning("Ignoring saved lease %s: cannot read it (%s)", self.path, exc)
+        except (OSError, UnicodeDecodeError, UnsafeFileError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            log.warning(
+                "Ignoring saved lease %s: cannot read it (%s); a new port will be requested; "
+                "point STATE_FILE at a regular file",
+                self.path,
+                reason,
+            )
             return None
         try:
             document = json.loads(text)
-            return parse_signature_reply(str(document["reply"]))
+            lease = parse_signature_reply(str(document["reply"]))
         except (ValueError, KeyError, TypeError, RecursionError, PiaReplyError):
             log.warning(
                 "Ignoring saved lease %s: it is corrupt or truncated; a new port will be requested",
                 self.path,
             )
             return None
+        if mode & 0o077:
+            self._tighten(text, mode)
+        return lease
+
+    def _tighten(self, text: str, mode: int) -> None:
+        """The signature is a credential for the port: rewrite the file as 0600, same text."""
+        try:
+            atomic_write(self.path, text, mode=0o600)
+        except OutputError as exc:
+            log.warning(
+                "Saved lease %s has mode %o and cannot be rewritten: %s", self.path, mode, exc
+            )
+        else:
+            log.info("Saved lease %s had mode %o: rewritten with mode 600", self.path, mode)
 
     def save(self, lease: Lease) -> None:
         """Write the raw reply and what it decodes to; raises OutputError."""
@@ -160,6 +189,12 @@ class LeaseStore:
             "expires_at": lease.expires_at.isoformat(),
         }
         ensure_folder(self.path.parent)
+        with contextlib.suppress(OSError):  # a missing file is written; others fail below
+            if not stat.S_ISREG(self.path.stat().st_mode):
+                raise OutputError(
+                    f"writing {self.path} failed: it is not a regular file; point STATE_FILE "
+                    "at a file (the folder must be writable)"
+                )
         atomic_write(self.path, json.dumps(document, indent=2) + "\n", mode=0o600)
 
     def clear(self) -> None:

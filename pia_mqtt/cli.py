@@ -109,13 +109,20 @@ def _check_config() -> int:
 
     from pia_mqtt.errors import ConfigError  # noqa: PLC0415
 
-    settings = _settings(require_credentials=False)
-    print(json.dumps(settings.masked(), indent=2, default=str))
+    # The full check first (what `run` refuses, every problem at once), then the settings
+    # as far as they can be shown.
     try:
-        _settings(require_credentials=True)
+        settings = _settings(require_credentials=True)
     except ConfigError as exc:
+        try:
+            shown = _settings(require_credentials=False).masked()
+        except ConfigError:
+            pass
+        else:
+            print(json.dumps(shown, indent=2, default=str))
         print(f"pia-mqtt: not ready to run: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    print(json.dumps(settings.masked(), indent=2, default=str))
     print("configuration OK", file=sys.stderr)
     return EXIT_OK
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import ssl
 import threading
 from typing import Any
 
@@ -48,6 +49,7 @@ __all__ = [
     "DeadlineExceeded",
     "ReplyTooLarge",
     "fetch",
+    "reason",
     "session",
 ]
 
@@ -267,3 +269,44 @@ def _read(response: requests.Response, max_bytes: int) -> bytes:
 
 def _size(count: int) -> str:
     return f"{count // 1024} KiB" if count % 1024 == 0 else f"{count} bytes"
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    """The exception and all it wraps (args, urllib3's ``reason``, cause, context)."""
+    seen: list[BaseException] = []
+    todo = [exc]
+    while todo:
+        item = todo.pop(0)
+        if any(item is s for s in seen):
+            continue
+        seen.append(item)
+        todo += [a for a in item.args if isinstance(a, BaseException)]
+        wrapped = getattr(item, "reason", None)
+        if isinstance(wrapped, BaseException):
+            todo.append(wrapped)
+        todo += [e for e in (item.__cause__, item.__context__) if e is not None]
+    return seen
+
+
+def reason(exc: BaseException) -> str:
+    """One short line for a requests/urllib3 failure: ``connection refused``, ``timed out``...
+
+    urllib3's own texts run to hundreds of characters (pool, object addresses, the URL
+    with its query); a message for people says only the cause. The caller redacts it.
+    """
+    chain = _chain(exc)
+    for item in chain:
+        if isinstance(item, DeadlineExceeded | ReplyTooLarge):
+            return str(item)
+        if isinstance(item, socket.gaierror):
+            return f"the host name does not resolve ({item.strerror or 'unknown'})"
+        if isinstance(item, ConnectionRefusedError):
+            return "connection refused"
+        if isinstance(item, ssl.SSLCertVerificationError) and item.verify_message:
+            return f"certificate verify failed: {item.verify_message}"
+        if isinstance(item, TimeoutError):
+            return "timed out"
+    for item in reversed(chain):
+        if isinstance(item, OSError) and item.strerror:
+            return item.strerror
+    return type(chain[-1]).__name__

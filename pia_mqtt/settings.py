@@ -13,11 +13,10 @@ from importlib import resources
 from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
-from pia_mqtt import redact
+from pia_mqtt import checks, redact
 from pia_mqtt.errors import ConfigError
 
 PIA_TOKEN_URL = "https://www.privateinternetaccess.com/api/client/v2/token"  # noqa: S105
@@ -62,7 +61,7 @@ class Settings(BaseModel):
     port_file: Path = Path("/config/pia-port.txt")
     port_data_file: Path = Path("/config/pia-port-data.json")
     pia_gateway: IPv4Address | None = None
-    pia_hostname: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    pia_hostname: str | None = None
     state_file: Path = Path("/config/pia-lease.json")
     # advanced / testing
     pia_token_url: str = PIA_TOKEN_URL
@@ -142,15 +141,28 @@ class Settings(BaseModel):
             else:
                 shown[name.upper()] = value
         shown["PIA_CA_CERT"] = str(self.ca_cert)
+        # Derived values as they will be used, not null.
+        if self.mqtt_enabled and self.mqtt_client_id is None:
+            from pia_mqtt.mqtt.client import default_client_id  # noqa: PLC0415 - paho
+
+            shown["MQTT_CLIENT_ID"] = default_client_id(self.mqtt_topic)
+        if self.port_source is PortSource.GLUETUN or self.gluetun_control_url:
+            shown["GLUETUN_CONTROL_URL"] = self.gluetun_url
         return shown
+
+
+_PATTERN_HINTS = {"log_level": "must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL"}
 
 
 def _field_problem(err: Any) -> str:
     field = str(err["loc"][0]) if err["loc"] else "?"
     name = field.upper()
+    message = err["msg"]
+    if err.get("type") == "string_pattern_mismatch" and field in _PATTERN_HINTS:
+        message = _PATTERN_HINTS[field]  # not the raw regular expression
     if field in SECRET_FIELDS:
-        return f"{name}: {err['msg']}"
-    return f"{name}: {err['msg']} (got {redact.redact(err.get('input'))!r})"
+        return f"{name}: {message}"
+    return f"{name}: {message} (got {redact.redact(err.get('input'))!r})"
 
 
 def _read_secret_files(values: Settings, problems: list[str]) -> dict[str, SecretStr]:
@@ -162,23 +174,12 @@ def _read_secret_files(values: Settings, problems: list[str]) -> dict[str, Secre
         if getattr(values, name) is not None:
             problems.append(f"{name.upper()} and {name.upper()}_FILE are both set: keep one")
             continue
-        try:
-            text = path.read_text(encoding="utf-8").rstrip("\r\n")
-        except OSError as exc:
-            problems.append(f"{name.upper()}_FILE: cannot read {path}: {exc.strerror}")
-            continue
-        if not text:
-            problems.append(f"{name.upper()}_FILE: {path} is empty")
+        text, problem = checks.read_secret_file(name, path)
+        if problem is not None or text is None:
+            problems.append(problem or f"{name.upper()}_FILE: {path} is empty")
             continue
         resolved[name] = SecretStr(text)
     return resolved
-
-
-def _url_problem(name: str, url: str) -> str | None:
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        return f"{name}: must be an http:// or https:// URL such as http://qbittorrent:8080"
-    return None
 
 
 def _cross_checks(s: Settings, *, require_credentials: bool) -> list[str]:
@@ -193,52 +194,65 @@ def _cross_checks(s: Settings, *, require_credentials: bool) -> list[str]:
             problems.append("PIA_USER: required (your PIA username, p1234567)")
         if s.pia_pass is None:
             problems.append("PIA_PASS: required (or PIA_PASS_FILE)")
-    if s.pia_ca_cert is not None and not s.pia_ca_cert.is_file():
-        problems.append(f"PIA_CA_CERT: no such file {s.pia_ca_cert}")
+    if s.pia_ca_cert is not None and (
+        problem := checks.ca_file_problem("PIA_CA_CERT", s.pia_ca_cert)
+    ):
+        problems.append(problem)
+    if s.pia_hostname is not None and not checks.is_hostname(s.pia_hostname):
+        problems.append(
+            f"PIA_HOSTNAME: {s.pia_hostname!r} is not a valid server name (such as milano402); "
+            "unset it to learn the name from the gateway's certificate"
+        )
     for name, url in (
         ("QBITTORRENT_HOST", s.qbittorrent_host),
         ("GLUETUN_CONTROL_URL", s.gluetun_control_url),
         ("PIA_TOKEN_URL", s.pia_token_url),
     ):
-        if url is not None and (problem := _url_problem(name, url)):
+        if url is not None and (problem := checks.url_problem(name, url)):
             problems.append(problem)
-    return problems + _mqtt_checks(s)
-
-
-def _mqtt_checks(s: Settings) -> list[str]:
-    problems: list[str] = []
-    topic = s.mqtt_topic
-    if not topic or any(c in topic for c in "+#\0") or topic.startswith("/") or topic.endswith("/"):
-        problems.append(
-            "MQTT_TOPIC: must be a plain topic without +, # or a leading/trailing / "
-            f"(got {topic!r})"
-        )
-    prefix = s.ha_discovery_prefix
-    if not prefix or any(c in prefix for c in "+#\0"):
-        problems.append(f"HA_DISCOVERY_PREFIX: must be a plain topic (got {prefix!r})")
-    if (s.mqtt_client_cert is None) != (s.mqtt_client_key is None):
-        problems.append("MQTT_CLIENT_CERT and MQTT_CLIENT_KEY: set both or neither")
-    for name in ("mqtt_ca_cert", "mqtt_client_cert", "mqtt_client_key"):
-        path: Path | None = getattr(s, name)
-        if path is not None and not path.is_file():
-            problems.append(f"{name.upper()}: no such file {path}")
-    if s.mqtt_user is None and s.mqtt_pass is not None:
-        problems.append("MQTT_USER: required when MQTT_PASS is set")
-    return problems
+    if s.port_change_command and (problem := checks.command_problem(s.port_change_command)):
+        problems.append(problem)
+    files = {
+        "PORT_FILE": s.port_file,
+        "PORT_DATA_FILE": s.port_data_file,
+        "STATE_FILE": s.state_file,
+    }
+    problems += checks.same_file_problems(files)
+    return problems + checks.mqtt_problems(s)
 
 
 def from_env() -> dict[str, str]:
     """Each field's environment variable (any case; empty counts as unset), as text.
 
     Every field is a scalar that pydantic converts from text, so plain pydantic is enough:
-    pydantic-settings cost the daemon 1.4 MiB of resident memory for nothing more.
+    pydantic-settings cost the daemon 1.4 MiB of resident memory for nothing more. A value
+    that is not UTF-8 is left out here and reported by :func:`undecodable`.
     """
     names = {name.upper(): name for name in Settings.model_fields}
     return {
         names[key.upper()]: value
         for key, value in os.environ.items()
-        if value and key.upper() in names
+        if value and key.upper() in names and _utf8(value)
     }
+
+
+def _utf8(value: str) -> bool:
+    # os.environ holds undecodable bytes as lone surrogates (surrogateescape).
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def undecodable() -> list[str]:
+    """One problem per setting whose value holds bytes that are not UTF-8 (value not shown)."""
+    names = {name.upper() for name in Settings.model_fields}
+    return [
+        f"{key.upper()}: holds bytes that are not UTF-8 text; set it again as UTF-8"
+        for key, value in sorted(os.environ.items())
+        if key.upper() in names and not _utf8(value)
+    ]
 
 
 def load_settings(*, require_credentials: bool = True) -> Settings:
@@ -248,16 +262,16 @@ def load_settings(*, require_credentials: bool = True) -> Settings:
     commands that never talk to PIA's token endpoint (check-config, detect-gateway,
     healthcheck).
     """
-    problems: list[str] = []
-    bad: set[str] = set()
+    problems: list[str] = undecodable()
+    bad: set[str] = {p.split(":", 1)[0].lower() for p in problems}
     try:
         settings = Settings.model_validate(from_env())
     except ValidationError as exc:
-        problems = [_field_problem(e) for e in exc.errors()]
+        problems += [_field_problem(e) for e in exc.errors()]
         # Check the rest too, with the bad fields at their defaults, so that one run
         # reports every problem.
         fields = Settings.model_fields
-        bad = {str(e["loc"][0]) for e in exc.errors() if e["loc"]} & set(fields)
+        bad |= {str(e["loc"][0]) for e in exc.errors() if e["loc"]} & set(fields)
         try:
             defaults = {name: fields[name].get_default() for name in bad}
             settings = Settings.model_validate({**from_env(), **defaults})

@@ -161,8 +161,8 @@ class GluetunClient:
         except requests.RequestException as exc:
             raise GluetunUnavailableError(
                 f"cannot reach gluetun's control server at {self.url} for {what} "
-                f"({redact.describe(exc)}): check GLUETUN_CONTROL_URL and that gluetun is "
-                "running (its control server listens on port 8000)"
+                f"({redact.redact(limits.reason(exc))}): check GLUETUN_CONTROL_URL and that "
+                "gluetun is running (its control server listens on port 8000)"
             ) from None
         code = response.status_code
         if code < 300:

@@ -13,7 +13,7 @@ import ssl
 from typing import TYPE_CHECKING
 
 import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 
 from pia_mqtt import redact
 from pia_mqtt.errors import MqttError
@@ -47,9 +47,30 @@ def default_client_id(topic: str) -> str:
     return discovery.device_id(topic).replace("_", "-")
 
 
+class _Client(paho.Client):
+    """paho's client whose connection setup never kills its network thread.
+
+    paho's loop retries a connect that raises OSError but lets anything else (an idna
+    UnicodeError for a bad host name, a ValueError from ssl) end its thread: MQTT would
+    stay silently dead. Such errors are logged and turned into OSError, so paho reports
+    them (on_connect_fail) and retries with its backoff.
+    """
+
+    def reconnect(self) -> MQTTErrorCode:
+        """Connect again; any failure is an OSError for paho's retry loop."""
+        try:
+            return super().reconnect()
+        except OSError:
+            raise
+        except Exception as exc:  # any failure is retried, never fatal
+            reason = redact.describe(exc)
+            log.warning("connecting to the MQTT broker failed: %s; check MQTT_HOST", reason)
+            raise OSError(reason) from None
+
+
 def build_client(s: Settings) -> paho.Client:
     """Build the paho client from the settings (not connected, no callbacks set)."""
-    client = paho.Client(
+    client = _Client(
         CallbackAPIVersion.VERSION2,
         client_id=s.mqtt_client_id or default_client_id(s.mqtt_topic),
         protocol=paho.MQTTv311,

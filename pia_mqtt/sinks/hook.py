@@ -14,7 +14,6 @@ import contextlib
 import logging
 import os
 import selectors
-import shlex
 import signal
 import subprocess
 import threading
@@ -23,8 +22,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from pia_mqtt import redact
+from pia_mqtt.checks import split_command  # shared with settings: check-config = run
 from pia_mqtt.core.model import Event, EventKind, Inbox, Snapshot, valid_port
-from pia_mqtt.errors import ConfigError
 from pia_mqtt.settings import SECRET_FIELDS
 
 if TYPE_CHECKING:
@@ -40,17 +39,6 @@ LOG_OUTPUT_LIMIT = 4000
 EVENT_OUTPUT_LIMIT = 1000
 _KEEP_BYTES = 16 * 1024
 _CLOSE_GRACE = 1.5
-
-
-def split_command(command_line: str) -> list[str]:
-    """Split PORT_CHANGE_COMMAND like a shell would; raises ConfigError if it cannot."""
-    try:
-        argv = shlex.split(command_line)
-    except ValueError as exc:
-        raise ConfigError([f"{VARIABLE}: cannot be split like a shell would: {exc}"]) from None
-    if not argv:
-        raise ConfigError([f"{VARIABLE}: is empty"])
-    return argv
 
 
 @dataclass(frozen=True)

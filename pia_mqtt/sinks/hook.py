@@ -25,6 +25,7 @@ from pia_mqtt import redact
 from pia_mqtt.checks import split_command  # shared with settings: check-config = run
 from pia_mqtt.core.model import Event, EventKind, Inbox, Snapshot, valid_port
 from pia_mqtt.settings import SECRET_FIELDS
+from pia_mqtt.sinks import reaper
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -72,6 +73,7 @@ class HookSink:
         environ: Mapping[str, str] | None = None,
     ) -> None:
         self._argv = split_command(command_line)
+        reaper.install()  # PID 1 only: what a command backgrounds must not stay a zombie
         self._inbox = inbox
         self._timeout = timeout
         self._clock = clock
@@ -153,14 +155,16 @@ class HookSink:
         program = argv[0]
         log.info("running %s %s for port %s (old port %s)", VARIABLE, program, port, old or "-")
         try:
-            proc = subprocess.Popen(
-                argv,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                env=env,
-                start_new_session=True,
-            )
+            with reaper.spawning() as running:
+                proc = subprocess.Popen(
+                    argv,
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT,
+                    env=env,
+                    start_new_session=True,
+                )
+                running.add(proc.pid)
         except FileNotFoundError:
             return _not_started(
                 "not_found",
@@ -182,6 +186,7 @@ class HookSink:
         finally:
             with self._cond:
                 self._proc = None
+            reaper.finished(proc.pid)
 
     def _collect(self, proc: subprocess.Popen[bytes], program: str) -> HookResult:
         tail, total, timed_out = _read_until_exit(proc, self._timeout)

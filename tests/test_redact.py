@@ -12,6 +12,7 @@ from pia_mqtt.redact import describe, register
 def fresh_redactor(monkeypatch: pytest.MonkeyPatch) -> None:
     """Each test starts with no registered secrets and leaves the real registry unchanged."""
     monkeypatch.setattr(redact, "_known", set())
+    monkeypatch.setattr(redact, "_rotating", {})
 
 
 @pytest.mark.parametrize(
@@ -201,3 +202,42 @@ def test_describe_gives_one_redacted_line(exc: BaseException, expected: str) -> 
     register("hunter2-pia")
     actual = describe(exc)
     assert (expected, 1) == (actual, len(actual.splitlines()))
+
+
+# --- a bounded registry ---------------------------------------------------------------------
+
+
+def test_a_new_token_retires_the_one_before_the_last() -> None:
+    """Three tokens registered in turn: the newest two are masked, the first is forgotten."""
+    register("token-one-aaaa", kind="token")
+    register("token-two-bbbb", kind="token")
+    register("token-three-cc", kind="token")
+    assert "token-one-aaaa *** ***" == redact.redact("token-one-aaaa token-two-bbbb token-three-cc")
+
+
+def test_passwords_stay_whatever_tokens_come_and_go() -> None:
+    """A password (no kind) is masked after a thousand tokens and signatures."""
+    register("hunter2-pia")
+    for n in range(1000):
+        register(f"token-{n:06d}", kind="token")
+        register(f"payload-{n:06d}", f"signature-{n:06d}", kind="signature")
+    assert "login with ***" == redact.redact("login with hunter2-pia")
+
+
+def test_ten_thousand_tokens_and_signatures_keep_the_registry_small() -> None:
+    """The registry holds a password plus two generations of each kind, not 30,001 values."""
+    register("hunter2-pia")
+    for n in range(10_000):
+        register(f"token-{n:06d}", kind="token")
+        register(f"payload-{n:06d}", f"signature-{n:06d}", kind="signature")
+    assert 1 + 2 * 1 + 2 * 2 == redact.size()
+    assert "*** ***" == redact.redact("token-009999 signature-009999")
+
+
+def test_binding_the_same_signature_again_keeps_it_newest() -> None:
+    """Keep-alives re-register the lease in use: it is never pushed out by its successors."""
+    register("payload-A-xxxx", "signature-A-xx", kind="signature")
+    register("payload-B-xxxx", "signature-B-xx", kind="signature")
+    register("payload-A-xxxx", "signature-A-xx", kind="signature")
+    register("payload-C-xxxx", "signature-C-xx", kind="signature")
+    assert "*** signature-B-xx ***" == redact.redact("signature-A-xx signature-B-xx signature-C-xx")

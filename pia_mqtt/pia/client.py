@@ -104,7 +104,7 @@ class PiaClient:
         token = reply.get("token")
         if not isinstance(token, str) or not token:
             raise PiaAuthError(f"{where} failed: PIA answered without a token; {_CREDENTIALS_HINT}")
-        redact.register(token)
+        redact.register(token, kind="token")
         return token
 
     def get_signature(self, gateway: GatewayTarget, token: str) -> Lease:
@@ -126,13 +126,13 @@ class PiaClient:
             lease = parse_signature_reply(_text(response.content, where))
         except PiaReplyError as exc:
             raise PiaReplyError(f"{where} failed: {exc}") from None
-        redact.register(lease.payload, lease.signature)
+        redact.register(lease.payload, lease.signature, kind="signature")
         log.debug("%s: port %d until %s", where, lease.port, lease.expires_at.isoformat())
         return lease
 
     def bind(self, gateway: GatewayTarget, lease: Lease) -> None:
         """Send bindPort with the payload and signature exactly as stored; raise on refusal."""
-        redact.register(lease.payload, lease.signature)
+        redact.register(lease.payload, lease.signature, kind="signature")
         where = f"bindPort for port {lease.port} on PIA gateway {self._describe(gateway)}"
         params = {"payload": lease.payload, "signature": lease.signature}
         response = self._gateway_get(gateway, "bindPort", params, where)

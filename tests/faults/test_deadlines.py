@@ -224,3 +224,26 @@ def test_sigterm_ends_the_process_within_2_s_while_a_request_hangs(
         elapsed = time.monotonic() - started
     assert 0 == code, daemon.log()
     assert elapsed < 2.0, daemon.log()
+
+
+def test_once_ends_within_its_limit_while_the_gateway_drips(
+    pia_sim: PiaSimulator, tmp_path: Path
+) -> None:
+    """`once` (run_once) with a dripping getSignature.
+
+    It returns with the error within its own limit plus at most one request deadline.
+    """
+    from pia_mqtt.wiring import run_once
+
+    gateway = pia_sim.gateways[0]
+    ctx = _gateway_ctx(pia_sim)
+    gateway.stop()
+    with DripServer("body", ctx=ctx, port=gateway.port) as server:
+        daemon = build(pia_sim, tmp_path, timeout=DEADLINE)
+        started = time.monotonic()
+        ok = run_once(daemon.engine, timeout=2.0)
+        elapsed = time.monotonic() - started
+        assert server.requests >= 1
+    assert (False, Status.ERROR) == (ok, daemon.engine.snapshot.status)
+    assert "no answer within 1 s" in (daemon.engine.snapshot.last_error or "")
+    assert elapsed < 2.0 + DEADLINE + 1.0

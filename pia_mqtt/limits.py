@@ -10,9 +10,9 @@ a few KiB)::
     reply = limits.fetch(session, "GET", url, deadline=10.0, params=...)
     reply.content                               # already read, at most max_bytes
 
-How: the connect and read timeouts are the deadline itself, and a watchdog timer (one
-short-lived thread per request in flight, nothing while idle) shuts the request's socket
-down when the deadline passes, which ends a blocked ``recv`` at once, in the TLS handshake
+How: the connect and read timeouts are the deadline itself, and a watchdog (one thread
+for all requests, asleep while none is in flight) shuts the request's socket down when
+the deadline passes, which ends a blocked ``recv`` at once, in the TLS handshake
 as in the body. The socket is known to the watchdog because the connection classes here
 (:class:`BoundedHTTPConnection`, :class:`BoundedHTTPSConnection`, used by
 :class:`BoundedAdapter`) hand every socket they use to the request running on their thread.
@@ -31,6 +31,7 @@ import os
 import socket
 import ssl
 import threading
+import time
 from typing import Any
 
 import requests
@@ -65,16 +66,15 @@ class ReplyTooLarge(requests.RequestException):
 class _Watch:
     """One request's deadline: shuts its sockets down when the time is up."""
 
-    def __init__(self, deadline: float) -> None:
+    def __init__(self, seconds: float) -> None:
         self._lock = threading.Lock()
         self._socks: list[socket.socket] = []
         self._done = False
         self.expired = False
-        self._timer = threading.Timer(deadline, self._expire)
-        self._timer.daemon = True
+        self.deadline = time.monotonic() + seconds
 
     def start(self) -> None:
-        self._timer.start()
+        _watchdog.add(self)
 
     def add(self, sock: socket.socket) -> None:
         # A duplicate descriptor of the same kernel socket: it stays valid after ssl wraps
@@ -92,7 +92,8 @@ class _Watch:
             if self.expired:
                 _shutdown(dup)
 
-    def _expire(self) -> None:
+    def expire(self) -> None:
+        """The deadline passed: cut every socket of the request (called by the watchdog)."""
         with self._lock:
             if self._done:
                 return
@@ -101,12 +102,61 @@ class _Watch:
                 _shutdown(sock)
 
     def finish(self) -> None:
-        self._timer.cancel()
+        _watchdog.remove(self)
         with self._lock:
             self._done = True
             socks, self._socks = self._socks, []
         for sock in socks:
             sock.close()
+
+
+class _Watchdog:
+    """One thread for every request in flight, started on first use.
+
+    It sleeps until the nearest deadline, and without a timeout while no request is in
+    flight: nothing wakes periodically, and no thread is started per request.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._watches: list[_Watch] = []
+        self._thread: threading.Thread | None = None
+
+    def add(self, watch: _Watch) -> None:
+        with self._cond:
+            self._watches.append(watch)
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="pia-mqtt-deadlines", daemon=True
+                )
+                self._thread.start()
+            self._cond.notify()
+
+    def remove(self, watch: _Watch) -> None:
+        with self._cond:
+            if watch in self._watches:
+                self._watches.remove(watch)
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                due = self._due()
+                while not due:
+                    nearest = min((w.deadline for w in self._watches), default=None)
+                    self._cond.wait(None if nearest is None else nearest - time.monotonic())
+                    due = self._due()
+            for watch in due:
+                watch.expire()
+
+    def _due(self) -> list[_Watch]:
+        now = time.monotonic()
+        due = [w for w in self._watches if w.deadline <= now]
+        for watch in due:
+            self._watches.remove(watch)
+        return due
+
+
+_watchdog = _Watchdog()
 
 
 def _shutdown(sock: socket.socket) -> None:

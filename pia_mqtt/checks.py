@@ -38,7 +38,12 @@ URL_EXAMPLES = {
 
 def is_hostname(host: str) -> bool:
     """Tell whether ``host`` is a usable DNS name (labels of 1-63 characters, at most 253)."""
-    name = host.removesuffix(".")
+    try:
+        # The form the resolver gets (an internationalised name becomes xn--...); this is
+        # where paho and requests fail on an empty label such as broker..lan.
+        name = host.removesuffix(".").encode("idna").decode("ascii")
+    except UnicodeError:
+        return False
     return 0 < len(name) <= 253 and all(_LABEL.fullmatch(label) for label in name.split("."))
 
 

@@ -278,8 +278,21 @@ def fetch(
     outer = getattr(_local, "watch", None)
     _local.watch = watch
     watch.start()
+
+    def cap_redirect(response: requests.Response, *_args: Any, **_kwargs: Any) -> None:
+        # requests reads a redirect's whole body itself before following it.
+        if response.is_redirect:
+            response._content = _read(response, max_bytes)  # noqa: SLF001
+
     try:
-        response = http.request(method, url, stream=True, timeout=(deadline, deadline), **kwargs)
+        response = http.request(
+            method,
+            url,
+            stream=True,
+            timeout=(deadline, deadline),
+            hooks={"response": [cap_redirect]},
+            **kwargs,
+        )
         try:
             response._content = _read(response, max_bytes)  # noqa: SLF001 (requests' cache)
         finally:

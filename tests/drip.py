@@ -10,6 +10,7 @@ Modes:
   use without ``ctx``)
 - ``large``: a complete 200 reply of 70,000 bytes with no Content-Length (read to close)
 - ``declared``: headers announcing a 10 MB body, then the body slowly
+- ``redirect``: a 302 to itself with a 70,000-byte body (requests reads it before following)
 - ``ok``: a small complete JSON reply (``{"ok": true}``)
 """
 
@@ -113,6 +114,9 @@ class DripServer:
             self._drip(peer, b" ")
         elif self.mode == "large":
             peer.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n")
+            peer.sendall(b"Connection: close\r\n\r\n" + b" " * _LARGE)
+        elif self.mode == "redirect":
+            peer.sendall(b"HTTP/1.1 302 Found\r\nLocation: /again\r\n")
             peer.sendall(b"Connection: close\r\n\r\n" + b" " * _LARGE)
         elif self.mode == "declared":
             peer.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 10000000\r\n\r\n")

@@ -44,9 +44,13 @@ def test_a_deadline_exceeded_is_a_requests_timeout() -> None:
     assert issubclass(limits.ReplyTooLarge, requests.RequestException)
 
 
-@pytest.mark.parametrize("mode", ["large", "declared"])
+@pytest.mark.parametrize("mode", ["large", "declared", "redirect"])
 def test_a_reply_over_64_kib_is_refused(mode: str) -> None:
-    """70,000 bytes read to close, or a Content-Length of 10 MB, is refused at once."""
+    """A reply over 64 KiB is refused at once.
+
+    70,000 bytes read to close, a Content-Length of 10 MB, or a redirect's 70,000-byte body
+    (requests reads it itself before following the redirect).
+    """
     with DripServer(mode) as server:
         started = time.monotonic()
         with pytest.raises(limits.ReplyTooLarge, match="larger than 64 KiB"):

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from pia_mqtt.core.engine import Engine
 from pia_mqtt.core.model import Command, EventKind, Status
 from pia_mqtt.errors import GluetunError
 from pia_mqtt.redact import describe
+
+if TYPE_CHECKING:
+    from pia_mqtt.gluetun.client import ForwardedPorts
 
 log = logging.getLogger(__name__)
 
@@ -26,8 +29,8 @@ CONFIRM_EVERY = timedelta(seconds=60)
 class PortReader(Protocol):
     """pia_mqtt.gluetun.client.GluetunPortReader."""
 
-    def read(self) -> int | None:
-        """The forwarded port, None while none is forwarded; raises GluetunError."""
+    def read(self) -> ForwardedPorts:
+        """What gluetun forwards now; raises GluetunError."""
 
     def close(self) -> None:
         """Release connections."""
@@ -66,7 +69,7 @@ class GluetunFollower:
         """One read of gluetun's forwarded port."""
         now = self._engine.clock()
         try:
-            port = self._reader.read()
+            port = self._reader.read().port
         except GluetunError as exc:
             message = describe(exc)
             if message != self._error:

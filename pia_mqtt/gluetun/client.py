@@ -133,6 +133,7 @@ class GluetunClient:
         self._timeout = timeout
         self._lock = threading.Lock()
         self._legacy = False
+        self.last_read: ForwardedPorts | None = None
         self._session = requests.Session()
         # The control server is local: HTTP(S)_PROXY meant for other traffic must not apply.
         self._session.trust_env = False
@@ -219,7 +220,8 @@ class GluetunClient:
                 f"port {ports!r}"
             )
         started = not ("ports" in fields and reply.ports is None)
-        return ForwardedPorts(ports=tuple(ports), started=started, shape=shape)
+        self.last_read = ForwardedPorts(ports=tuple(ports), started=started, shape=shape)
+        return self.last_read
 
     def _request(
         self, method: str, path: str, body: dict[str, Any] | None, *, check: bool = True

@@ -227,6 +227,17 @@ class GluetunPushSink:
 
     def _refused(self, port: int, exc: GluetunRefusedError, restarted: str | None) -> None:
         self._refusal = exc
+        if self._seen is None:
+            # The baseline the next checks compare with to see gluetun restart: the GET
+            # that classified a 500, or one GET now.
+            view = self._client.last_read
+            if view is not None:
+                self._seen = (view.shape, view.started)
+            else:
+                try:
+                    self._look()
+                except GluetunError:
+                    log.debug("gluetun did not answer the GET after its refusal")
         error = redact.describe(exc)
         self._report(SyncState.REFUSED, port, error)
         if error in self._announced:

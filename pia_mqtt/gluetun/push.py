@@ -52,8 +52,9 @@ _DOWN = "down"
 class GluetunPushSink:
     """PIA mode inside gluetun's namespace: push our port so gluetun's firewall lets peers in.
 
-    Every port change is PUT at once; every check GETs gluetun's ports and PUTs ours again
-    if gluetun forgot it (a tunnel restart) or was not ready. Work runs on one worker
+    Every port change is PUT at once; every check, and every tunnel change the engine
+    announces (``tunnel_epoch``), GETs gluetun's ports and PUTs ours again if gluetun forgot
+    it (a tunnel restart) or was not ready. Work runs on one worker
     thread; a burst of changes collapses into one PUT of the newest port.
     """
 
@@ -76,6 +77,7 @@ class GluetunPushSink:
         self._cond = threading.Condition()
         self._wanted: int | None = None
         self._push = self._verify = self._busy = self._stopping = False
+        self._epoch: int | None = None  # the snapshot's tunnel_epoch last seen
         # Worker thread only:
         self._reported: tuple[SyncState, int, str | None] | None = None
         self._last_sync: datetime | None = None
@@ -98,9 +100,15 @@ class GluetunPushSink:
         if not valid_port(port):
             return
         with self._cond:
+            epoch, self._epoch = self._epoch, snapshot.tunnel_epoch
             if port != self._wanted:
                 self._wanted = port
                 self._push = True
+                self._cond.notify_all()
+            elif epoch is not None and epoch != snapshot.tunnel_epoch and not self._push:
+                # The tunnel changed (VPN reconnect): gluetun recreated its port-forward
+                # service and forgot the port. Look now rather than at the next check.
+                self._verify = True
                 self._cond.notify_all()
 
     def event(self, event: Event) -> None:

@@ -19,8 +19,9 @@ Three behaviours, chosen per test with ``behaviour=``:
   ``VPN_PORT_FORWARDING`` says: ``SetPortsForwarded`` returns "setting port forwarded at
   runtime is not supported with internally running port forwarding code" and the handler
   answers 500 ``failed setting forwarded ports``.
-- ``Behaviour.CUSTOM`` (development builds since 724cd3a1 of 2026-03-07, PR #2392, with
-  ``VPN_SERVICE_PROVIDER=custom``): ``PUT {"ports": [N]}`` is 200 with an empty body, opens
+- ``Behaviour.CUSTOM`` (development builds with ``VPN_SERVICE_PROVIDER=custom``: the route
+  came with 724cd3a1 of 2026-03-07, PR #2392; a1ef736b refused it for every provider until
+  b00279bc of 2026-07-29): ``PUT {"ports": [N]}`` is 200 with an empty body, opens
   N and shows it in the GET; a tunnel restart (:meth:`FakeGluetun.restart_tunnel`)
   recreates the port-forward service, which forgets it.
 

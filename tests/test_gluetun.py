@@ -220,3 +220,25 @@ def test_client_refuses_to_push_port_zero_or_nothing(gluetun: FakeGluetun) -> No
             client.set_forwarded_ports(ports)
     client.close()
     assert gluetun.requests == []
+
+
+def test_a_redirect_elsewhere_is_refused_and_the_key_never_travels(keyed: FakeGluetun) -> None:
+    """A 301 to another address is an error naming GLUETUN_CONTROL_URL; nothing is sent there."""
+    with FakeGluetun() as elsewhere:
+        original = keyed.answer
+
+        def redirect(
+            method: str, target: str, headers: dict[str, str], body: bytes
+        ) -> tuple[int, dict[str, str], bytes]:
+            if target.startswith("/v1/portforward"):
+                return 301, {"Location": f"{elsewhere.url}/v1/portforward"}, b""
+            return original(method, target, headers, body)
+
+        keyed.answer = redirect  # type: ignore[method-assign]
+        error = read_error(reader_for(keyed.url, KEY))
+    assert isinstance(error, GluetunReplyError)
+    assert str(error) == (
+        f"gluetun's control server at {keyed.url} redirects GET /v1/portforward to "
+        f"{elsewhere.url}/v1/portforward: check GLUETUN_CONTROL_URL"
+    )
+    assert elsewhere.requests == []

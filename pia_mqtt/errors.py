@@ -24,7 +24,15 @@
     │       ├── QbittorrentBannedError  qBittorrent banned our IP (403 on login)
     │       ├── QbittorrentHostHeaderError  401 from Host-header validation (port mapping)
     │       └── QbittorrentUnavailableError down, timeout, unexpected reply
-    ├── GluetunError                gluetun's control server failed (auth, not ready, down)
+    ├── GluetunError                gluetun's control server failed (auth, not ready, down);
+    │   │                           its leaves live in pia_mqtt.gluetun.client
+    │   ├── GluetunAuthError        401/403: the role or GLUETUN_API_KEY
+    │   ├── GluetunUnavailableError no answer: GLUETUN_CONTROL_URL, gluetun down
+    │   ├── GluetunNotReadyError    5xx that passes (its tunnel has not come up yet)
+    │   ├── GluetunReplyError       an answer we cannot use (wrong URL, not a port)
+    │   └── GluetunRefusedError     PUT refused for good: GluetunNoPutRouteError (tagged
+    │                               release), GluetunProviderForwardsError (its provider
+    │                               forwards itself)
     └── MqttError                   the broker settings cannot work (bad topic, TLS files)
 
 Messages say what was being done and what the user should change, naming the environment

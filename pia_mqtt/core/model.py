@@ -50,6 +50,11 @@ class SyncState(StrEnum):
     OUT_OF_SYNC = "out_of_sync"
     AUTH_FAILED = "auth_failed"
     UNREACHABLE = "unreachable"
+    # gluetun only: it refuses PUT /v1/portforward for good (the error names the fix).
+    REFUSED = "refused"
+    # gluetun only (PORT_SOURCE=gluetun): its tunnel restarts, no port for now; the last
+    # port is kept.
+    RECONNECTING = "reconnecting"
 
 
 class Command(StrEnum):

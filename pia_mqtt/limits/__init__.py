@@ -11,7 +11,8 @@ a few KiB)::
     reply.content                               # already read, at most max_bytes
 
 How: the connect and read timeouts are the deadline itself, and a watchdog (one thread
-for all requests, asleep while none is in flight) shuts the request's socket down when
+for all requests, asleep while none is in flight: :mod:`pia_mqtt.limits.watchdog`) shuts
+the request's socket down when
 the deadline passes, which ends a blocked ``recv`` at once, in the TLS handshake
 as in the body. The socket is known to the watchdog because the connection classes here
 (:class:`BoundedHTTPConnection`, :class:`BoundedHTTPSConnection`, used by
@@ -26,18 +27,16 @@ Name resolution (``getaddrinfo``) cannot be interrupted and is not covered.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import socket
 import ssl
-import threading
-import time
 from typing import Any
 
 import requests
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+
+from pia_mqtt.limits import watchdog
 
 MAX_REPLY_BYTES = 64 * 1024
 _CHUNK = 8192
@@ -63,122 +62,12 @@ class ReplyTooLarge(requests.RequestException):
     """The reply is larger than the cap; it was not read further."""
 
 
-class _Watch:
-    """One request's deadline: shuts its sockets down when the time is up."""
-
-    def __init__(self, seconds: float) -> None:
-        self._lock = threading.Lock()
-        self._socks: list[socket.socket] = []
-        self._done = False
-        self.expired = False
-        self.deadline = time.monotonic() + seconds
-
-    def start(self) -> None:
-        _watchdog.add(self)
-
-    def add(self, sock: socket.socket) -> None:
-        # A duplicate descriptor of the same kernel socket: it stays valid after ssl wraps
-        # (and detaches) the original, and closing it never closes the connection, so the
-        # watchdog cannot hit a reused descriptor number.
-        try:
-            dup = socket.socket(fileno=os.dup(sock.fileno()))
-        except OSError:
-            return
-        with self._lock:
-            if self._done:
-                dup.close()
-                return
-            self._socks.append(dup)
-            if self.expired:
-                _shutdown(dup)
-
-    def expire(self) -> None:
-        """The deadline passed: cut every socket of the request (called by the watchdog)."""
-        with self._lock:
-            if self._done:
-                return
-            self.expired = True
-            for sock in self._socks:
-                _shutdown(sock)
-
-    def finish(self) -> None:
-        _watchdog.remove(self)
-        with self._lock:
-            self._done = True
-            socks, self._socks = self._socks, []
-        for sock in socks:
-            sock.close()
-
-
-class _Watchdog:
-    """One thread for every request in flight, started on first use.
-
-    It sleeps until the nearest deadline, and without a timeout while no request is in
-    flight: nothing wakes periodically, and no thread is started per request.
-    """
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._watches: list[_Watch] = []
-        self._thread: threading.Thread | None = None
-
-    def add(self, watch: _Watch) -> None:
-        with self._cond:
-            self._watches.append(watch)
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._run, name="pia-mqtt-deadlines", daemon=True
-                )
-                self._thread.start()
-            self._cond.notify()
-
-    def remove(self, watch: _Watch) -> None:
-        with self._cond:
-            if watch in self._watches:
-                self._watches.remove(watch)
-
-    def _run(self) -> None:
-        while True:
-            with self._cond:
-                due = self._due()
-                while not due:
-                    nearest = min((w.deadline for w in self._watches), default=None)
-                    self._cond.wait(None if nearest is None else nearest - time.monotonic())
-                    due = self._due()
-            for watch in due:
-                watch.expire()
-
-    def _due(self) -> list[_Watch]:
-        now = time.monotonic()
-        due = [w for w in self._watches if w.deadline <= now]
-        for watch in due:
-            self._watches.remove(watch)
-        return due
-
-
-_watchdog = _Watchdog()
-
-
-def _shutdown(sock: socket.socket) -> None:
-    with contextlib.suppress(OSError):
-        sock.shutdown(socket.SHUT_RDWR)
-
-
-_local = threading.local()
-
-
-def _watch(sock: socket.socket | None) -> None:
-    watch: _Watch | None = getattr(_local, "watch", None)
-    if watch is not None and sock is not None:
-        watch.add(sock)
-
-
 class BoundedHTTPConnection(HTTPConnection):
     """An HTTP connection whose sockets the running :func:`fetch` can cut at its deadline."""
 
     def _new_conn(self) -> socket.socket:
         sock = super()._new_conn()
-        _watch(sock)
+        watchdog.watch_socket(sock)
         return sock
 
     def putrequest(
@@ -189,28 +78,12 @@ class BoundedHTTPConnection(HTTPConnection):
         skip_accept_encoding: bool = False,
     ) -> None:
         """A pooled connection being reused: its socket belongs to this request now."""
-        _watch(self.sock)
+        watchdog.watch_socket(self.sock)
         super().putrequest(method, url, skip_host, skip_accept_encoding)
 
 
-class BoundedHTTPSConnection(HTTPSConnection):
+class BoundedHTTPSConnection(BoundedHTTPConnection, HTTPSConnection):
     """An HTTPS connection whose sockets the running :func:`fetch` can cut at its deadline."""
-
-    def _new_conn(self) -> socket.socket:
-        sock = super()._new_conn()
-        _watch(sock)
-        return sock
-
-    def putrequest(
-        self,
-        method: str,
-        url: str,
-        skip_host: bool = False,
-        skip_accept_encoding: bool = False,
-    ) -> None:
-        """A pooled connection being reused: its socket belongs to this request now."""
-        _watch(self.sock)
-        super().putrequest(method, url, skip_host, skip_accept_encoding)
 
 
 class _HTTPPool(HTTPConnectionPool):
@@ -274,10 +147,7 @@ def fetch(
     module (:func:`session`, :class:`BoundedAdapter`, or a pool of the bounded connection
     classes), else only the per-operation timeouts apply.
     """
-    watch = _Watch(deadline)
-    outer = getattr(_local, "watch", None)
-    _local.watch = watch
-    watch.start()
+    watch = watchdog.begin(deadline)
 
     def cap_redirect(response: requests.Response, *_args: Any, **_kwargs: Any) -> None:
         # requests reads a redirect's whole body itself before following it.
@@ -309,8 +179,7 @@ def fetch(
             raise DeadlineExceeded(f"no complete reply within {deadline:g} s") from None
         raise requests.ConnectionError(exc.strerror or type(exc).__name__) from None
     finally:
-        _local.watch = outer
-        watch.finish()
+        watchdog.end(watch)
     return response
 
 

@@ -111,6 +111,10 @@ class QbittorrentAuthError(QbittorrentError, TorrentAuthError):
     """qBittorrent refused QBITTORRENT_USER/QBITTORRENT_PASS."""
 
 
+class QbittorrentApiKeyUnsupportedError(QbittorrentAuthError):
+    """QBITTORRENT_API_KEY is set but qBittorrent is older than 5.2 and cannot check it."""
+
+
 class QbittorrentBannedError(QbittorrentError, TorrentBannedError):
     """qBittorrent banned this client's IP after too many failed logins."""
 

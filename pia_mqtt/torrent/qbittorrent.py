@@ -1,4 +1,4 @@
-"""qBittorrent's Web API: log in, read and set the listening port.
+"""qBittorrent's Web API: log in, read and set the listening port, read connectability.
 
 Works with 4.x (login ``200 Ok.``/``200 Fails.``, cookie ``SID``) and 5.2+ (login
 ``204``/``401``, cookie ``QBT_SID_<port>``): the session is a cookie jar and no cookie is
@@ -6,6 +6,13 @@ ever looked up by name. No ``Referer``/``Origin`` headers are sent (qBittorrent'
 check passes requests without them). A request that gets 403 logs in and is retried once;
 the login call itself is never retried. With ``password=None`` the client never logs in
 and relies on qBittorrent's localhost/subnet authentication bypass.
+
+With an API key (qBittorrent 5.2+, Web API 2.14.1) every request carries
+``Authorization: Bearer <key>`` and nothing logs in. qBittorrent answers a wrong key with
+403 without counting it toward its login ban (webapplication.cpp: a Bearer request never
+reaches the credential check). Older versions ignore the header, and under their
+localhost/subnet bypass every request would then look authorised, so the Web API version is
+read first and a key is refused on a version that cannot check it.
 
 Every call has a timeout. Errors are translated here into :mod:`pia_mqtt.errors`, with
 messages built from redacted text only.
@@ -23,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from pia_mqtt.core.model import valid_port
 from pia_mqtt.errors import (
+    QbittorrentApiKeyUnsupportedError,
     QbittorrentAuthError,
     QbittorrentBannedError,
     QbittorrentHostHeaderError,
@@ -34,6 +42,9 @@ log = logging.getLogger(__name__)
 
 _CREDENTIALS_HINT = "check QBITTORRENT_USER and QBITTORRENT_PASS"
 _ERRNO_RE = re.compile(r"\[Errno -?\d+\] ([^'\")]+)")
+# The Web API version that added API keys (qBittorrent 5.2.0, PR #23212).
+API_KEY_WEBAPI = (2, 14, 1)
+CONNECTION_STATES = ("connected", "firewalled", "disconnected")
 
 
 class _Preferences(BaseModel):
@@ -45,6 +56,14 @@ class _Preferences(BaseModel):
     random_port: bool = False
 
 
+class _TransferInfo(BaseModel):
+    """The part of ``transfer/info`` this client uses."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    connection_status: str
+
+
 class QbittorrentClient:
     """A small client for the endpoints a port sync needs; not thread-safe (one worker).
 
@@ -53,21 +72,34 @@ class QbittorrentClient:
 
     name = "qbittorrent"
     label = "qBittorrent"
-    credentials = "QBITTORRENT_USER/QBITTORRENT_PASS"
 
     def __init__(
-        self, host: str, *, username: str, password: str | None, timeout: float = 5.0
+        self,
+        host: str,
+        *,
+        username: str,
+        password: str | None,
+        api_key: str | None = None,
+        timeout: float = 5.0,
     ) -> None:
         self._host = host.rstrip("/")
         self._api = f"{self._host}/api/v2/"
         self._username = username
         self._password = password
-        register(password)
+        self._api_key = api_key
+        register(password, api_key)
         self._timeout = timeout
         self._session = requests.Session()
         # No proxies or .netrc from the environment: qBittorrent is a local peer, and a
         # netrc Authorization header or a proxy would only confuse its auth checks.
         self._session.trust_env = False
+        if api_key is not None:
+            self._session.headers["Authorization"] = f"Bearer {api_key}"
+        self._key_checked = False
+        self.credentials = (
+            "QBITTORRENT_API_KEY" if api_key is not None else "QBITTORRENT_USER/QBITTORRENT_PASS"
+        )
+        """The variables to fix when qBittorrent refuses us."""
         self.logins = 0
         """Login requests sent (for tests and diagnostics)."""
         self.failed_logins = 0
@@ -85,6 +117,8 @@ class QbittorrentClient:
         QbittorrentBannedError (403: qBittorrent banned this IP),
         QbittorrentHostHeaderError or QbittorrentUnavailableError.
         """
+        if self._api_key is not None:
+            raise self._key_refused("logging in")
         if self._password is None:
             raise QbittorrentAuthError(
                 f"qBittorrent at {self.host} asks for a login but QBITTORRENT_PASS is not "
@@ -124,6 +158,26 @@ class QbittorrentClient:
         """Return qBittorrent's version text (``v4.5.2``)."""
         return self._call("GET", "app/version", "reading the version").text.strip()
 
+    def webapi_version(self) -> tuple[int, ...]:
+        """Return qBittorrent's Web API version (``(2, 8, 19)`` on 4.5.2)."""
+        return self._webapi_version(self._call("GET", "app/webapiVersion", "reading the version"))
+
+    def connection_status(self) -> str | None:
+        """Return ``transfer/info``'s ``connection_status`` (``firewalled`` ...), None if odd.
+
+        ``connected`` means an incoming connection has arrived since qBittorrent started;
+        ``firewalled`` is normal right after a port change until a peer connects.
+        """
+        reply = self._call("GET", "transfer/info", "reading the connection status")
+        try:
+            status = _TransferInfo.model_validate_json(reply.content).connection_status
+        except ValidationError:
+            status = None
+        if status not in CONNECTION_STATES:
+            log.debug("qBittorrent at %s sent an unknown connection status", self.host)
+            return None
+        return status
+
     def listen_port(self) -> int:
         """Return the port qBittorrent is configured to listen on (``app/preferences``)."""
         return self._preferences("reading the listening port").listen_port
@@ -150,6 +204,24 @@ class QbittorrentClient:
         log.debug("qBittorrent at %s confirmed listen port %s", self.host, port)
         return prefs.listen_port
 
+    def reapply_listen_port(self, port: int) -> int:
+        """Make qBittorrent open its listening socket again on the same ``port``.
+
+        Setting a port to its current value does nothing. qBittorrent 4.5.2 (libtorrent
+        1.2) keeps a socket tied to the vanished interface after a VPN interface is
+        recreated, so peers get "connection refused" until the port changes: it is set to
+        a neighbour and back (5.3 with libtorrent 2.0 reopens on its own; the detour does
+        it no harm). Returns the port read back; a failure half-way leaves the neighbour
+        set, which the next check repairs as drift.
+        """
+        if not valid_port(port):
+            raise ValueError(f"refusing to set qBittorrent's listen port to {port!r}")
+        away = port + 1 if port < 65535 else port - 1
+        payload = json.dumps({"listen_port": away, "random_port": False})
+        doing = f"re-applying listen port {port} (moving it to {away} first)"
+        self._call("POST", "app/setPreferences", doing, data={"json": payload})
+        return self.set_listen_port(port)
+
     def close(self) -> None:
         """Close the HTTP session (its pooled connections)."""
         self._session.close()
@@ -166,6 +238,8 @@ class QbittorrentClient:
 
     def _call(self, method: str, path: str, doing: str, **kwargs: Any) -> requests.Response:
         """Send; on 403 log in (if a password is set) and retry once."""
+        if self._api_key is not None:
+            return self._call_with_key(method, path, doing, **kwargs)
         reply = self._send(method, path, doing, **kwargs)
         if reply.status_code == 403:
             log.debug("qBittorrent answered 403 to %s; logging in", doing)
@@ -182,17 +256,69 @@ class QbittorrentClient:
             raise self._unexpected(reply, doing)
         return reply
 
+    def _call_with_key(
+        self, method: str, path: str, doing: str, **kwargs: Any
+    ) -> requests.Response:
+        """Send with the API key (never logs in); the Web API version is checked first."""
+        if not self._key_checked:
+            version = self._webapi_version(
+                self._checked(
+                    self._send("GET", "app/webapiVersion", "checking API key support"),
+                    "checking API key support",
+                )
+            )
+            if version < API_KEY_WEBAPI:
+                raise QbittorrentApiKeyUnsupportedError(
+                    f"qBittorrent at {self.host} has Web API "
+                    f"{'.'.join(map(str, version))} (older than qBittorrent 5.2), which ignores "
+                    "API keys: it answered only because its localhost/subnet authentication "
+                    "bypass lets every request in, so QBITTORRENT_API_KEY cannot be checked. "
+                    "Unset QBITTORRENT_API_KEY and set QBITTORRENT_USER/QBITTORRENT_PASS, or "
+                    "upgrade qBittorrent to 5.2 or newer"
+                )
+            self._key_checked = True
+        return self._checked(self._send(method, path, doing, **kwargs), doing)
+
+    def _checked(self, reply: requests.Response, doing: str) -> requests.Response:
+        """Translate the status of a reply to an API-key request."""
+        if reply.status_code == 403:
+            raise self._key_refused(doing)
+        if reply.status_code == 401:
+            raise self._host_header_error(doing)
+        if reply.status_code not in (200, 204):
+            raise self._unexpected(reply, doing)
+        return reply
+
+    def _key_refused(self, doing: str) -> QbittorrentAuthError:
+        return QbittorrentAuthError(
+            f"{doing}: qBittorrent at {self.host} refused QBITTORRENT_API_KEY (403): check the "
+            "key (qBittorrent: Options, Web UI, API key) and that qBittorrent is 5.2 or newer "
+            "(older versions know no API keys: use QBITTORRENT_USER/QBITTORRENT_PASS)"
+        )
+
+    def _webapi_version(self, reply: requests.Response) -> tuple[int, ...]:
+        text = reply.text.strip()
+        try:
+            return tuple(int(part) for part in text.split("."))
+        except ValueError:
+            raise QbittorrentUnavailableError(
+                f"qBittorrent at {self.host} sent a Web API version that is not a version "
+                f"({redact(text[:40])!r}); check QBITTORRENT_HOST points at qBittorrent's Web UI"
+            ) from None
+
     def _send(self, method: str, path: str, doing: str, **kwargs: Any) -> requests.Response:
         try:
             reply = self._session.request(
                 method, self._api + path, timeout=self._timeout, allow_redirects=False, **kwargs
             )
         except requests.Timeout:
+            self._key_checked = False  # it may come back as another version
             raise QbittorrentUnavailableError(
                 f"{doing}: qBittorrent at {self.host} did not answer within {self._timeout:g} s; "
                 "check QBITTORRENT_HOST and that qBittorrent is running"
             ) from None
         except requests.RequestException as exc:
+            self._key_checked = False
             raise QbittorrentUnavailableError(
                 f"{doing}: qBittorrent at {self.host} is not reachable ({_reason(exc)}); "
                 "check QBITTORRENT_HOST and that qBittorrent is running"

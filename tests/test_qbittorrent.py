@@ -389,25 +389,6 @@ def test_port_zero_or_missing_in_snapshot_does_nothing(inbox: RecordingInbox):
         assert (fake.state.requests, inbox.reports, inbox.events) == ([], [], [])
 
 
-def test_qbittorrent_52_login_cookie_and_status_codes(inbox: RecordingInbox):
-    """5.2: 204 login with a QBT_SID_<port> cookie, 204 setPreferences, re-login on expiry."""
-    with FakeQbittorrent52(USER, PASSWORD) as fake:
-        client = QbittorrentClient(fake.url, username=USER, password=PASSWORD)
-        sink = make_sink(client, inbox)
-        try:
-            run(sink, "publish", 51413)
-            assert client.version() == "v5.2.0"
-            assert (fake.state.listen_port, fake.state.random_port) == (51413, False)
-            assert inbox.health == SinkHealth(state=SyncState.IN_SYNC, port=51413, last_sync=T0)
-            fake.expire_sessions()
-            fake.state.listen_port = 6881
-            run(sink, "check", 51413)
-            assert fake.state.listen_port == 51413
-            assert (fake.state.logins, fake.state.failed_logins) == (2, 0)
-        finally:
-            sink.close()
-
-
 def test_setting_that_does_not_take_is_out_of_sync_not_success(inbox: RecordingInbox):
     """A 204 to setPreferences is not trusted: the read-back decides, and it says out_of_sync."""
     with FakeQbittorrent52(USER, PASSWORD) as fake:
@@ -424,19 +405,6 @@ def test_setting_that_does_not_take_is_out_of_sync_not_success(inbox: RecordingI
         assert "reports 6881" in (inbox.health.error or "")
         assert inbox.kinds() == [EventKind.QBITTORRENT_FAILED]
         assert fake.state.listen_port == 6881
-
-
-def test_qbittorrent_52_wrong_password_is_an_auth_error():
-    """5.2 answers 401 to a wrong password: an auth error (not a Host-header error)."""
-    with FakeQbittorrent52(USER, PASSWORD) as fake:
-        client = QbittorrentClient(fake.url, username=USER, password=WRONG)
-        try:
-            with pytest.raises(QbittorrentAuthError, match="QBITTORRENT_USER") as caught:
-                client.listen_port()
-        finally:
-            client.close()
-        assert WRONG not in str(caught.value)
-        assert (fake.state.logins, fake.state.failed_logins) == (1, 1)
 
 
 def test_slow_qbittorrent_never_blocks_publish_or_check(inbox: RecordingInbox):

@@ -232,7 +232,7 @@ def test_templates_render_the_state_document() -> None:
     [("connected", "ON"), ("firewalled", "OFF"), ("disconnected", "OFF"), (None, "None")],
 )
 def test_qbittorrent_connectable_follows_connection_status(status: str | None, shown: str) -> None:
-    """ "qBittorrent connectable" is ON only for connected; unknown when none was read."""
+    """The "qBittorrent connectable" sensor is ON only for connected; unknown when none was read."""
     template = build()["payload"]["components"]["qbittorrent_connectable"]["value_template"]
     details = (("connection_status", status),) if status is not None else ()
     health = SinkHealth(SyncState.IN_SYNC, port=54321, last_sync=T0, details=details)

@@ -25,7 +25,8 @@ from pia_mqtt.errors import (
     QbittorrentHostHeaderError,
     QbittorrentUnavailableError,
 )
-from pia_mqtt.torrent.qbittorrent import CONNECTION_STATES, QbittorrentClient
+from pia_mqtt.torrent.qbittorrent import QbittorrentClient
+from pia_mqtt.torrent.qbittorrent_replies import CONNECTION_STATES
 from pia_mqtt.torrent.sink import TorrentSink
 from tests.fake_qbt52 import FakeQbittorrent52
 from tests.fixtures.common import RecordingInbox, eventually, free_port

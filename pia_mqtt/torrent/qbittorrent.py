@@ -22,46 +22,23 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from typing import Any
 
 import requests
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import ValidationError
 
 from pia_mqtt.core.model import valid_port
 from pia_mqtt.errors import (
-    QbittorrentApiKeyUnsupportedError,
     QbittorrentAuthError,
     QbittorrentBannedError,
-    QbittorrentHostHeaderError,
     QbittorrentUnavailableError,
 )
-from pia_mqtt.redact import describe, redact, register
+from pia_mqtt.redact import redact, register
+from pia_mqtt.torrent import qbittorrent_replies as replies
 
 log = logging.getLogger(__name__)
 
 _CREDENTIALS_HINT = "check QBITTORRENT_USER and QBITTORRENT_PASS"
-_ERRNO_RE = re.compile(r"\[Errno -?\d+\] ([^'\")]+)")
-# The Web API version that added API keys (qBittorrent 5.2.0, PR #23212).
-API_KEY_WEBAPI = (2, 14, 1)
-CONNECTION_STATES = ("connected", "firewalled", "disconnected")
-
-
-class _Preferences(BaseModel):
-    """The part of ``app/preferences`` this client uses."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    listen_port: int
-    random_port: bool = False
-
-
-class _TransferInfo(BaseModel):
-    """The part of ``transfer/info`` this client uses."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    connection_status: str
 
 
 class QbittorrentClient:
@@ -118,7 +95,7 @@ class QbittorrentClient:
         QbittorrentHostHeaderError or QbittorrentUnavailableError.
         """
         if self._api_key is not None:
-            raise self._key_refused("logging in")
+            raise replies.key_refused(self.host, "logging in")
         if self._password is None:
             raise QbittorrentAuthError(
                 f"qBittorrent at {self.host} asks for a login but QBITTORRENT_PASS is not "
@@ -145,14 +122,14 @@ class QbittorrentClient:
                 f"{_CREDENTIALS_HINT}"
             )
         if reply.status_code == 401 and self._host_header_rejected():
-            raise self._host_header_error("logging in")
+            raise replies.host_header_error(self.host, "logging in")
         if reply.status_code == 401 or (reply.status_code == 200 and body == "Fails."):
             self.failed_logins += 1
             raise QbittorrentAuthError(
                 f"qBittorrent at {self.host} refused the login for user "
                 f"{redact(self._username)!r}: {_CREDENTIALS_HINT}"
             )
-        raise self._unexpected(reply, "logging in")
+        raise replies.unexpected(self.host, reply, "logging in")
 
     def version(self) -> str:
         """Return qBittorrent's version text (``v4.5.2``)."""
@@ -160,7 +137,9 @@ class QbittorrentClient:
 
     def webapi_version(self) -> tuple[int, ...]:
         """Return qBittorrent's Web API version (``(2, 8, 19)`` on 4.5.2)."""
-        return self._webapi_version(self._call("GET", "app/webapiVersion", "reading the version"))
+        return replies.webapi_version(
+            self.host, self._call("GET", "app/webapiVersion", "reading the version")
+        )
 
     def connection_status(self) -> str | None:
         """Return ``transfer/info``'s ``connection_status`` (``firewalled`` ...), None if odd.
@@ -170,10 +149,10 @@ class QbittorrentClient:
         """
         reply = self._call("GET", "transfer/info", "reading the connection status")
         try:
-            status = _TransferInfo.model_validate_json(reply.content).connection_status
+            status = replies.TransferInfo.model_validate_json(reply.content).connection_status
         except ValidationError:
             status = None
-        if status not in CONNECTION_STATES:
+        if status not in replies.CONNECTION_STATES:
             log.debug("qBittorrent at %s sent an unknown connection status", self.host)
             return None
         return status
@@ -226,10 +205,10 @@ class QbittorrentClient:
         """Close the HTTP session (its pooled connections)."""
         self._session.close()
 
-    def _preferences(self, doing: str) -> _Preferences:
+    def _preferences(self, doing: str) -> replies.Preferences:
         reply = self._call("GET", "app/preferences", doing)
         try:
-            return _Preferences.model_validate_json(reply.content)
+            return replies.Preferences.model_validate_json(reply.content)
         except ValidationError as exc:
             raise QbittorrentUnavailableError(
                 f"{doing}: qBittorrent at {self.host} sent preferences without a usable "
@@ -251,9 +230,9 @@ class QbittorrentClient:
                     "successful login; check its Web UI settings (IP whitelist, reverse proxy)"
                 )
         if reply.status_code == 401:
-            raise self._host_header_error(doing)
+            raise replies.host_header_error(self.host, doing)
         if reply.status_code not in (200, 204):
-            raise self._unexpected(reply, doing)
+            raise replies.unexpected(self.host, reply, doing)
         return reply
 
     def _call_with_key(
@@ -261,50 +240,27 @@ class QbittorrentClient:
     ) -> requests.Response:
         """Send with the API key (never logs in); the Web API version is checked first."""
         if not self._key_checked:
-            version = self._webapi_version(
+            version = replies.webapi_version(
+                self.host,
                 self._checked(
                     self._send("GET", "app/webapiVersion", "checking API key support"),
                     "checking API key support",
-                )
+                ),
             )
-            if version < API_KEY_WEBAPI:
-                raise QbittorrentApiKeyUnsupportedError(
-                    f"qBittorrent at {self.host} has Web API "
-                    f"{'.'.join(map(str, version))} (older than qBittorrent 5.2), which ignores "
-                    "API keys: it answered only because its localhost/subnet authentication "
-                    "bypass lets every request in, so QBITTORRENT_API_KEY cannot be checked. "
-                    "Unset QBITTORRENT_API_KEY and set QBITTORRENT_USER/QBITTORRENT_PASS, or "
-                    "upgrade qBittorrent to 5.2 or newer"
-                )
+            if version < replies.API_KEY_WEBAPI:
+                raise replies.key_unsupported(self.host, version)
             self._key_checked = True
         return self._checked(self._send(method, path, doing, **kwargs), doing)
 
     def _checked(self, reply: requests.Response, doing: str) -> requests.Response:
         """Translate the status of a reply to an API-key request."""
         if reply.status_code == 403:
-            raise self._key_refused(doing)
+            raise replies.key_refused(self.host, doing)
         if reply.status_code == 401:
-            raise self._host_header_error(doing)
+            raise replies.host_header_error(self.host, doing)
         if reply.status_code not in (200, 204):
-            raise self._unexpected(reply, doing)
+            raise replies.unexpected(self.host, reply, doing)
         return reply
-
-    def _key_refused(self, doing: str) -> QbittorrentAuthError:
-        return QbittorrentAuthError(
-            f"{doing}: qBittorrent at {self.host} refused QBITTORRENT_API_KEY (403): check the "
-            "key (qBittorrent: Options, Web UI, API key) and that qBittorrent is 5.2 or newer "
-            "(older versions know no API keys: use QBITTORRENT_USER/QBITTORRENT_PASS)"
-        )
-
-    def _webapi_version(self, reply: requests.Response) -> tuple[int, ...]:
-        text = reply.text.strip()
-        try:
-            return tuple(int(part) for part in text.split("."))
-        except ValueError:
-            raise QbittorrentUnavailableError(
-                f"qBittorrent at {self.host} sent a Web API version that is not a version "
-                f"({redact(text[:40])!r}); check QBITTORRENT_HOST points at qBittorrent's Web UI"
-            ) from None
 
     def _send(self, method: str, path: str, doing: str, **kwargs: Any) -> requests.Response:
         try:
@@ -320,11 +276,11 @@ class QbittorrentClient:
         except requests.RequestException as exc:
             self._key_checked = False
             raise QbittorrentUnavailableError(
-                f"{doing}: qBittorrent at {self.host} is not reachable ({_reason(exc)}); "
+                f"{doing}: qBittorrent at {self.host} is not reachable ({replies.reason(exc)}); "
                 "check QBITTORRENT_HOST and that qBittorrent is running"
             ) from None
         if reply.status_code >= 500:
-            raise self._unexpected(reply, doing)
+            raise replies.unexpected(self.host, reply, doing)
         return reply
 
     def _host_header_rejected(self) -> bool:
@@ -338,26 +294,3 @@ class QbittorrentClient:
             return self._send("GET", "app/version", "probing").status_code == 401
         except QbittorrentUnavailableError:
             return False
-
-    def _host_header_error(self, doing: str) -> QbittorrentHostHeaderError:
-        return QbittorrentHostHeaderError(
-            f"{doing}: qBittorrent at {self.host} answered 401 Unauthorized, which its Web UI "
-            "sends when the Host header (or Referer) does not match its own address and port. "
-            "Set QBITTORRENT_HOST to qBittorrent's real Web UI host and port (behind a Docker "
-            "port mapping use the container's port, e.g. http://qbittorrent:8080, not the "
-            "published one)"
-        )
-
-    def _unexpected(self, reply: requests.Response, doing: str) -> QbittorrentUnavailableError:
-        snippet = redact(reply.text.strip()[:80]) or "no body"
-        return QbittorrentUnavailableError(
-            f"{doing}: qBittorrent at {self.host} answered HTTP {reply.status_code} "
-            f"({snippet}); check QBITTORRENT_HOST points at qBittorrent's Web UI"
-        )
-
-
-def _reason(exc: BaseException) -> str:
-    """Return the OS-level reason (``Connection refused``) from requests' nested error."""
-    text = describe(exc)
-    found = _ERRNO_RE.search(text)
-    return found.group(1).strip() if found else text

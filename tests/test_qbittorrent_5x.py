@@ -7,7 +7,12 @@ API keys are tested on real 5.3.0 (a key made with ``app/rotateAPIKey``, as the 
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import requests
@@ -218,3 +223,32 @@ def test_connection_status_never_changes_the_port(qbittorrent_factory: Qbittorre
     assert inbox.events == []
     assert qbt.preferences()["listen_port"] == qbt.listen_port
     assert dict(inbox.health.details) == {"connection_status": "firewalled"}
+
+
+@only(V5)
+def test_once_with_an_api_key_file_sets_the_port_on_53(
+    pia_env: dict[str, str], qbittorrent_factory: QbittorrentFactory, tmp_path: Path
+):
+    """`pia-mqtt once` with QBITTORRENT_API_KEY_FILE only: port set, no login, status in file."""
+    qbt = qbittorrent_factory()
+    key_file = tmp_path / "qbt-key"
+    key_file.write_text(qbt.rotate_api_key() + "\n", encoding="utf-8")
+    # The test's own login (to make the key), once qBittorrent has logged it.
+    logins_before = eventually(lambda: qbt.log_file.read_text().count("WebAPI login success"))
+    env = {**pia_env, "QBITTORRENT_HOST": qbt.url, "QBITTORRENT_API_KEY_FILE": str(key_file)}
+    result = subprocess.run(
+        [sys.executable, "-m", "pia_mqtt", "once"],
+        env={**{k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG")}, **env},
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    port = int(Path(env["PORT_FILE"]).read_text())
+    entry = json.loads(Path(env["PORT_DATA_FILE"]).read_text())["qbittorrent"]
+    assert (entry["state"], entry["port"]) == ("in_sync", port)
+    assert entry["connection_status"] in ("firewalled", "disconnected")
+    assert qbt.log_file.read_text().count("WebAPI login success") == logins_before
+    assert qbt.preferences()["listen_port"] == port
+    assert key_file.read_text().strip() not in result.stdout + result.stderr

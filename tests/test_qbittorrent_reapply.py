@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 import pytest
 
 from pia_mqtt.core.model import Snapshot, Status, SyncState
+from pia_mqtt.errors import TorrentUnavailableError
 from pia_mqtt.torrent.qbittorrent import QbittorrentClient
 from pia_mqtt.torrent.sink import TorrentSink
 from tests.fixtures.common import RecordingInbox, eventually
@@ -206,3 +207,52 @@ def test_setting_the_same_port_again_does_not_make_4x_listen(
     finally:
         client.close()
     assert qbt.preferences()["listen_port"] == PORT
+
+
+class FlakyReapplyClient:
+    """A TorrentClient whose first re-apply fails as an unreachable qBittorrent does."""
+
+    name = "qbittorrent"
+    label = "qBittorrent"
+    credentials = "QBITTORRENT_USER/QBITTORRENT_PASS"
+    failed_logins = 0
+
+    def __init__(self) -> None:
+        self.reapplies = 0
+
+    def listen_port(self) -> int:
+        """Always already on PORT (a re-apply is the only thing to do)."""
+        return PORT
+
+    def set_listen_port(self, port: int) -> int:
+        """Never needed here."""
+        raise AssertionError(f"unexpected set_listen_port({port})")
+
+    def reapply_listen_port(self, port: int) -> int:
+        """Fail the first time, then succeed."""
+        self.reapplies += 1
+        if self.reapplies == 1:
+            raise TorrentUnavailableError("qBittorrent went away half-way")
+        return port
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+def test_a_failed_reapply_is_tried_again_on_the_next_check_only():
+    """A re-apply that failed stays pending: the next check does it, later checks do not."""
+    client = FlakyReapplyClient()
+    inbox = RecordingInbox()
+    sink = TorrentSink(client, inbox, check_interval=1, clock=FakeClock())
+    try:
+        sink.publish(snapshot(epoch=0))
+        assert sink.drain(15)
+        sink.publish(snapshot(epoch=1))
+        assert sink.drain(15)
+        assert (client.reapplies, inbox.health.state) == (1, SyncState.UNREACHABLE)
+        for _ in range(3):
+            sink.check(snapshot(epoch=1))
+            assert sink.drain(15)
+    finally:
+        sink.close()
+    assert (client.reapplies, inbox.health.state) == (2, SyncState.IN_SYNC)

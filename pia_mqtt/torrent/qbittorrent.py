@@ -144,8 +144,9 @@ class QbittorrentClient:
     def connection_status(self) -> str | None:
         """Return ``transfer/info``'s ``connection_status`` (``firewalled`` ...), None if odd.
 
-        ``connected`` means an incoming connection has arrived since qBittorrent started;
-        ``firewalled`` is normal right after a port change until a peer connects.
+        ``connected``: an incoming connection has arrived since qBittorrent started;
+        ``firewalled``: none yet (normal right after a port change until a peer connects);
+        ``disconnected``: no listening socket at all.
         """
         reply = self._call("GET", "transfer/info", "reading the connection status")
         try:

@@ -100,7 +100,8 @@ class PortForwarder(socketserver.ThreadingTCPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, target: int) -> None:
+    def __init__(self, address: str, target: int) -> None:
+        self.address = address
         self.target = target
         super().__init__(("127.0.0.1", 0), _Relay)
         self.port = int(self.server_address[1])
@@ -109,7 +110,8 @@ class PortForwarder(socketserver.ThreadingTCPServer):
 class _Relay(socketserver.BaseRequestHandler):
     def handle(self) -> None:
         assert isinstance(self.server, PortForwarder)
-        with socket.create_connection(("127.0.0.1", self.server.target), timeout=5) as upstream:
+        upstream_address = (self.server.address, self.server.target)
+        with socket.create_connection(upstream_address, timeout=5) as upstream:
 
             def pump(src: socket.socket, dst: socket.socket) -> None:
                 try:
@@ -132,6 +134,12 @@ def qbittorrent_version(request: pytest.FixtureRequest) -> str:
     """Run every real-qBittorrent test here on 4.5.2 and on 5.3.0."""
     version: str = request.param
     return version
+
+
+@pytest.fixture
+def qbittorrent_isolated() -> bool:
+    """Each qBittorrent here runs in a namespace of its own: nothing it sends can leave."""
+    return True
 
 
 @pytest.fixture
@@ -346,7 +354,7 @@ def test_no_password_without_bypass_is_an_auth_error_without_a_login(
 
 def test_docker_port_mapping_gives_a_host_header_error(qbittorrent: QbittorrentProcess):
     """Through a port mapping qBittorrent answers 401; the error names QBITTORRENT_HOST."""
-    with PortForwarder(qbittorrent.webui_port) as mapping:
+    with PortForwarder(qbittorrent.webui_address, qbittorrent.webui_port) as mapping:
         serving = threading.Thread(
             target=mapping.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
         )

@@ -43,6 +43,12 @@ def qbittorrent_version(request: pytest.FixtureRequest) -> str:
     return version
 
 
+@pytest.fixture
+def qbittorrent_isolated() -> bool:
+    """Each qBittorrent here runs in a namespace of its own: nothing it sends can leave."""
+    return True
+
+
 def only(version: str) -> pytest.MarkDecorator:
     """Run a test on one qBittorrent version only."""
     return pytest.mark.parametrize("qbittorrent_version", [version], indirect=True)

@@ -20,7 +20,9 @@
     │   └── QbittorrentError        qBittorrent's Web API failed; its leaves are also the
     │       │                       generic kinds above (QbittorrentAuthError is a
     │       │                       TorrentAuthError, and so on)
-    │       ├── QbittorrentAuthError    wrong QBITTORRENT_USER/QBITTORRENT_PASS
+    │       ├── QbittorrentAuthError    wrong QBITTORRENT_USER/QBITTORRENT_PASS or API key
+    │       │   └── QbittorrentApiKeyUnsupportedError  QBITTORRENT_API_KEY on a
+    │       │                       qBittorrent before 5.2, which cannot check it
     │       ├── QbittorrentBannedError  qBittorrent banned our IP (403 on login)
     │       ├── QbittorrentHostHeaderError  401 from Host-header validation (port mapping)
     │       └── QbittorrentUnavailableError down, timeout, unexpected reply
@@ -116,7 +118,11 @@ class QbittorrentError(TorrentClientError):
 
 
 class QbittorrentAuthError(QbittorrentError, TorrentAuthError):
-    """qBittorrent refused QBITTORRENT_USER/QBITTORRENT_PASS."""
+    """qBittorrent refused QBITTORRENT_USER/QBITTORRENT_PASS or QBITTORRENT_API_KEY."""
+
+
+class QbittorrentApiKeyUnsupportedError(QbittorrentAuthError):
+    """QBITTORRENT_API_KEY is set but qBittorrent is older than 5.2 and cannot check it."""
 
 
 class QbittorrentBannedError(QbittorrentError, TorrentBannedError):

@@ -73,6 +73,7 @@ def _optional_sinks(settings: Settings, engine: Engine, clock: Clock) -> list[Si
             settings.qbittorrent_host,
             username=settings.qbittorrent_user,
             password=settings.secret("qbittorrent_pass"),
+            api_key=settings.secret("qbittorrent_api_key"),
         )
         sinks.append(
             TorrentSink(

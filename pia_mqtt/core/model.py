@@ -82,6 +82,8 @@ class SinkHealth:
     port: int | None = None
     last_sync: datetime | None = None
     error: str | None = None
+    details: tuple[tuple[str, str], ...] = ()
+    """Extra facts the sink reports in its own words (qBittorrent: ``connection_status``)."""
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready form for the data file and the MQTT state document."""
@@ -90,6 +92,7 @@ class SinkHealth:
             "port": self.port,
             "last_sync": iso(self.last_sync),
             "error": self.error,
+            **dict(self.details),
         }
 
 

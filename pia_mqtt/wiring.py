@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from pia_mqtt import __version__
 from pia_mqtt.core.engine import Clock, Controller, Engine, utc_now
 from pia_mqtt.core.model import Sink, Status
+from pia_mqtt.core.timers import Monotonic
 from pia_mqtt.settings import PortSource, Settings
 
 if TYPE_CHECKING:
@@ -24,7 +25,9 @@ ONCE_TIMEOUT = 60.0
 DRAIN_TIMEOUT = 30.0
 
 
-def build_engine(settings: Settings, *, clock: Clock = utc_now) -> Engine:
+def build_engine(
+    settings: Settings, *, clock: Clock = utc_now, monotonic: Monotonic = time.monotonic
+) -> Engine:
     """An engine with its controller and every sink the settings enable (not started)."""
     from pia_mqtt.atomic import remove_stale_temps  # noqa: PLC0415
     from pia_mqtt.sinks.portfiles import PortFilesSink  # noqa: PLC0415
@@ -32,7 +35,7 @@ def build_engine(settings: Settings, *, clock: Clock = utc_now) -> Engine:
     for path in (settings.port_file, settings.port_data_file, settings.state_file):
         for stale in remove_stale_temps(path):
             log.info("Removed %s, left by an interrupted write", stale)
-    engine = Engine(clock=clock, source=settings.port_source.value)
+    engine = Engine(clock=clock, monotonic=monotonic, source=settings.port_source.value)
     sinks: list[Sink] = [
         PortFilesSink(
             settings.port_file,

@@ -58,6 +58,10 @@ class GluetunFollower:
                 "(restart gluetun's VPN to get another one)"
             )
 
+    def backoff_until(self) -> float | None:
+        """No backoff: a refresh is one local read of gluetun (rate-limited by the engine)."""
+        return None
+
     def close(self) -> None:
         """Close the gluetun client."""
         self._reader.close()

@@ -3,8 +3,8 @@
 Run by :mod:`benchmarks.run` with the daemon's environment (simulator, mosquitto and
 qBittorrent live in the benchmark process and its children, so they are not counted).
 The engine is wired exactly like ``pia-mqtt run`` (``wiring.build_engine``), then
-``time-machine`` moves the wall clock that the engine and ``schedule`` read, one minute
-at a time, running every keep-alive, gateway watch and qBittorrent check that falls due;
+``time-machine`` moves the wall clock and a fake monotonic clock moves the jobs, one
+minute at a time, running every keep-alive, gateway watch and qBittorrent check that falls due;
 between minutes the engine handles the sinks' reports in real time.
 
 Output: ``{"rss_start_mib", "rss_end_mib", "time_machine_mib", "cpu_s", "fake_seconds",

@@ -145,18 +145,20 @@ def run_once(engine: Engine, *, timeout: float = ONCE_TIMEOUT) -> bool:
         engine.run(
             until=lambda: engine.snapshot.status in (Status.ACTIVE, Status.ERROR), timeout=timeout
         )
-        deadline = time.monotonic() + DRAIN_TIMEOUT
-        for sink in engine.sinks:
-            drain = getattr(sink, "drain", None)
-            if drain is not None:
-                drain(max(0.0, deadline - time.monotonic()))
-        # Sink reports (qBittorrent health...) land in the snapshot before MQTT flushes.
-        engine.run_pending()
-        for sink in engine.sinks:
-            flush = getattr(sink, "flush", None)
-            wait_connected = getattr(sink, "wait_connected", None)
-            if flush is not None and wait_connected is not None and wait_connected(5.0):
-                flush(5.0)
+        # Waiting on the sinks is interruptible: SIGTERM ends `once` within 2 s here too.
+        with engine.interruptible():
+            deadline = time.monotonic() + DRAIN_TIMEOUT
+            for sink in engine.sinks:
+                drain = getattr(sink, "drain", None)
+                if drain is not None:
+                    drain(max(0.0, deadline - time.monotonic()))
+            # Sink reports (qBittorrent health...) land in the snapshot before MQTT flushes.
+            engine.run_pending()
+            for sink in engine.sinks:
+                flush = getattr(sink, "flush", None)
+                wait_connected = getattr(sink, "wait_connected", None)
+                if flush is not None and wait_connected is not None and wait_connected(5.0):
+                    flush(5.0)
         return engine.snapshot.status is Status.ACTIVE
     finally:
         engine.close()

@@ -118,14 +118,15 @@ def build_daemon(
     watch_interval: float = 5.0,
     timeout: float = 2.0,
     record: bool = True,
+    monotonic: FakeMonotonic | None = None,
 ) -> Daemon:
     """An engine wired like ``pia-mqtt run`` (files sink + recorder), not yet started.
 
     ``timeout`` is the PIA client's HTTP timeout; ``record=False`` leaves the (ever-growing)
-    recorder out, for the soak.
+    recorder out, for the soak; ``monotonic`` is the job clock (a fresh fake one by default).
     """
     gateway = sim.gateways[0]
-    engine = Engine(clock=utc_now, monotonic=FakeMonotonic())
+    engine = Engine(clock=utc_now, monotonic=monotonic or FakeMonotonic())
     pia = PiaClient(
         username=SIM_USER,
         password=password,

@@ -36,7 +36,7 @@ Clock = Callable[[], datetime]
 
 # Everything closes within this after the loop stopped (DESIGN: SIGTERM ends the process
 # within 2 s in every state; the rest is the interpreter's own exit).
-CLOSE_TIMEOUT = 1.5
+CLOSE_TIMEOUT = 1.2
 
 
 def utc_now() -> datetime:

@@ -1,0 +1,137 @@
+"""SIGTERM/SIGINT end the real process within 2 s in every state, every peer hung.
+
+"Hung" peers accept the TCP connection and never answer (a listening socket nobody
+accepts from, or mosquitto stopped with SIGSTOP after the daemon connected): the PIA
+gateway and token endpoint, MQTT, qBittorrent, gluetun, and a hook that sleeps. The time
+is measured from the signal to the process's exit.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pia_mqtt.simulator.pia import PiaSimulator
+from tests.faults.conftest import Daemon, config_dir, daemon_env, start_daemon
+from tests.fixtures.common import eventually
+from tests.fixtures.mosquitto import Broker
+
+pytestmark = [pytest.mark.timeout(120), pytest.mark.slow]
+
+LIMIT = 2.0
+
+
+@pytest.fixture
+def silent() -> Iterator[list[int]]:
+    """Five loopback ports that accept connections (the backlog) and never answer."""
+    sockets = []
+    for _ in range(5):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(64)
+        sockets.append(sock)
+    yield [s.getsockname()[1] for s in sockets]
+    for sock in sockets:
+        sock.close()
+
+
+def _stop_time(daemon: Daemon, signum: int) -> tuple[float, int]:
+    started = time.monotonic()
+    code = daemon.stop(signum, timeout=10)
+    return time.monotonic() - started, code
+
+
+def _hung_env(sim: PiaSimulator, shared: Path, ports: list[int]) -> dict[str, str]:
+    pia, token, mqtt, qbt, gluetun = ports
+    config = config_dir(shared, owner=None)
+    return daemon_env(
+        sim,
+        shared,
+        config,
+        PIA_GATEWAY_PORT=str(pia),
+        PIA_TOKEN_URL=f"https://127.0.0.1:{token}/api/client/v2/token",
+        MQTT_HOST="127.0.0.1",
+        MQTT_PORT=str(mqtt),
+        QBITTORRENT_HOST=f"http://127.0.0.1:{qbt}",
+        GLUETUN_CONTROL_URL=f"http://127.0.0.1:{gluetun}",
+        PORT_CHANGE_COMMAND="sleep 60",
+    )
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+@pytest.mark.parametrize("moment", ["starting", "probing"])
+def test_start_up_with_every_peer_hung_stops_within_2_s(
+    pia_sim: PiaSimulator,
+    shared_dir: Path,
+    daemons: list[Daemon],
+    silent: list[int],
+    signum: int,
+    moment: str,
+) -> None:
+    """Signalled as soon as it logs "starting", or while the gateway probe hangs: exit < 2 s.
+
+    The gateway, token endpoint, broker, qBittorrent and gluetun all accept and never
+    answer. Exit status 0 (a clean stop, not a kill by the signal).
+    """
+    env = _hung_env(pia_sim, shared_dir, silent)
+    daemon = start_daemon(env, shared_dir / "daemon.log", user=None)
+    daemons.append(daemon)
+    eventually(lambda: daemon.running() and "starting (run)" in daemon.log(), interval=0.005)
+    if moment == "probing":
+        time.sleep(3)
+    took, code = _stop_time(daemon, signum)
+    print(f"{signal.Signals(signum).name} while {moment}: exit after {took:.3f} s")
+    assert took < LIMIT, daemon.log()
+    assert 0 == code, daemon.log()
+
+
+def test_running_with_a_hung_bind_hook_broker_qbittorrent_and_gluetun_stops_within_2_s(
+    pia_sim: PiaSimulator,
+    shared_dir: Path,
+    daemons: list[Daemon],
+    silent: list[int],
+    mosquitto: Broker,
+) -> None:
+    """A hung keep-alive, a sleeping hook, a stopped broker: SIGTERM ends it within 2 s.
+
+    The keep-alive waits on a held PIA reply, the hook sleeps, mosquitto is stopped with
+    SIGSTOP, qBittorrent and gluetun never answer; exit status 0.
+
+    Before: every sink's close waited its own timeout one after the other (5 s and more).
+    """
+    config = config_dir(shared_dir, owner=None)
+    _, _, _, qbt, gluetun = silent
+    env = daemon_env(
+        pia_sim,
+        shared_dir,
+        config,
+        PORT_FORWARD_REFRESH_INTERVAL="3",
+        MQTT_HOST=mosquitto.host,
+        MQTT_PORT=str(mosquitto.port),
+        QBITTORRENT_HOST=f"http://127.0.0.1:{qbt}",
+        GLUETUN_CONTROL_URL=f"http://127.0.0.1:{gluetun}",
+        PORT_CHANGE_COMMAND="sleep 60",
+    )
+    daemon = start_daemon(env, shared_dir / "daemon.log", user=None)
+    daemons.append(daemon)
+    eventually(lambda: daemon.running() and (config / "pia-port.txt").exists(), timeout=30)
+    eventually(lambda: "connected to MQTT broker" in daemon.log(), timeout=30)
+    assert mosquitto.proc is not None
+    mosquitto.pause()
+    try:
+        pia_sim.gateways[0].delay_next(60, times=5)
+        binds = pia_sim.gateways[0].stats().connections
+        eventually(lambda: pia_sim.gateways[0].stats().connections > binds, timeout=10)
+        time.sleep(0.5)  # the keep-alive is now waiting on the held reply
+        took, code = _stop_time(daemon, signal.SIGTERM)
+    finally:
+        os.kill(mosquitto.proc.pid, signal.SIGCONT)
+    print(f"SIGTERM with every peer hung: exit after {took:.3f} s")
+    assert took < LIMIT, daemon.log()
+    assert 0 == code, daemon.log()

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from pia_mqtt.simulator.pia import PiaSimulator
-from tests.faults.conftest import Daemon, config_dir, daemon_env, start_daemon
+from tests.faults.conftest import Daemon, base_env, config_dir, daemon_env, start_daemon
 from tests.fixtures.common import eventually
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.slow]
@@ -184,3 +184,24 @@ def test_the_real_process_with_a_clock_far_ahead_keeps_one_port_and_warns_once(
     assert (1, 1) == (stats.signature_requests, len(set(stats.bound_ports)))
     assert 1 == len(warnings), log
     assert 0 == code
+
+
+def test_the_healthcheck_command_fails_on_a_bind_in_the_future_naming_the_clock(
+    tmp_path: Path,
+) -> None:
+    """`pia-mqtt healthcheck` with a last bind 3550 s ahead of the clock: exit 1, says clock.
+
+    Before: "port ... bound -3550 s ago", exit 0.
+    """
+    data_file = tmp_path / "pia-port-data.json"
+    ahead = datetime.now(UTC) + timedelta(seconds=3550)
+    stamp = ahead.isoformat(timespec="seconds").replace("+00:00", "Z")
+    data_file.write_text(
+        json.dumps({"port": 43210, "timestamp": stamp, "status": "active", "refresh_interval": 900})
+    )
+    env = base_env({"PORT_DATA_FILE": str(data_file)})
+    result = _healthcheck(env)
+    assert 1 == result.returncode, result.stdout
+    assert result.stdout.startswith("unhealthy: ")
+    assert "in the future" in result.stdout
+    assert "clock" in result.stdout

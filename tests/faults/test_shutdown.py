@@ -11,12 +11,15 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from pia_mqtt.core.engine import CLOSE_TIMEOUT, Engine
+from pia_mqtt.core.model import Command, Event, Snapshot
 from pia_mqtt.simulator.pia import PiaSimulator
 from tests.faults.conftest import Daemon, config_dir, daemon_env, start_daemon
 from tests.fixtures.common import eventually
@@ -135,3 +138,78 @@ def test_running_with_a_hung_bind_hook_broker_qbittorrent_and_gluetun_stops_with
     print(f"SIGTERM with every peer hung: exit after {took:.3f} s")
     assert took < LIMIT, daemon.log()
     assert 0 == code, daemon.log()
+
+
+class HungClose:
+    """A sink whose close hangs (a peer that never answers), recording that it was called."""
+
+    def __init__(self, name: str, hang: float) -> None:
+        self.name = name
+        self.hang = hang
+        self.closed_at: float | None = None
+        self._release = threading.Event()
+
+    @property
+    def check_interval(self) -> float | None:
+        """No periodic check."""
+        return None
+
+    def publish(self, snapshot: Snapshot) -> None:
+        """Nothing to publish."""
+
+    def event(self, event: Event) -> None:
+        """Nothing to record."""
+
+    def check(self, snapshot: Snapshot) -> None:
+        """Nothing to check."""
+
+    def close(self) -> None:
+        """Hang for ``hang`` seconds (or until released)."""
+        self.closed_at = time.monotonic()
+        self._release.wait(self.hang)
+
+    def release(self) -> None:
+        """End the hang (test teardown)."""
+        self._release.set()
+
+
+def test_engine_close_shares_one_deadline_and_still_reaches_the_last_sink() -> None:
+    """Three closes hanging 10 s each, then the MQTT-like last one: all done within 1.3 s.
+
+    Each close gets an equal share of what is left, so the last sink (MQTT, which says
+    `offline`) is still called, well before the deadline ends. Before: 30 s, one after
+    the other.
+    """
+    hung = [HungClose(f"hung-{i}", 10) for i in range(3)]
+    last = HungClose("mqtt", 0)
+    engine = Engine()
+    engine.attach(Idle(), [*hung, last])
+    started = time.monotonic()
+    try:
+        engine.close()
+        took = time.monotonic() - started
+    finally:
+        for sink in hung:
+            sink.release()
+    print(f"close with three hung sinks: {took:.3f} s")
+    assert took < CLOSE_TIMEOUT + 0.1
+    assert all(s.closed_at is not None for s in [*hung, last])
+    assert last.closed_at is not None
+    assert last.closed_at - started < CLOSE_TIMEOUT
+
+
+class Idle:
+    """A controller with nothing to do."""
+
+    def start(self) -> None:
+        """Nothing to start."""
+
+    def handle(self, command: Command) -> None:
+        """Nothing to handle."""
+
+    def backoff_until(self) -> float | None:
+        """Never backing off."""
+        return None
+
+    def close(self) -> None:
+        """Nothing to close."""

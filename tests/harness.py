@@ -126,7 +126,11 @@ def build_daemon(
     recorder out, for the soak; ``monotonic`` is the job clock (a fresh fake one by default).
     """
     gateway = sim.gateways[0]
-    engine = Engine(clock=utc_now, monotonic=monotonic or FakeMonotonic())
+    store = LeaseStore(folder / "pia-lease.json")
+    # As wiring does: the port published before this start is what events compare to.
+    engine = Engine(
+        clock=utc_now, monotonic=monotonic or FakeMonotonic(), last_port=store.last_port()
+    )
     pia = PiaClient(
         username=SIM_USER,
         password=password,
@@ -147,7 +151,7 @@ def build_daemon(
         engine,
         pia=pia,
         finder=finder,
-        store=LeaseStore(folder / "pia-lease.json"),
+        store=store,
         refresh_interval=interval,
         watch_interval=watch_interval,
     )

@@ -30,7 +30,9 @@ from tests.harness import Daemon, advance, at, build_daemon
 
 REFRESHES = 10_000
 NEW_PORTS = 2_000
-MERGED = re.compile(r"Command (\w+) from \w+(?: \(deferred\))?(?:; (\d+) more presses merged into it)?")
+MERGED = re.compile(
+    r"Command (\w+) from \w+(?: \(deferred\))?(?:; (\d+) more presses merged into it)?"
+)
 
 
 @pytest.fixture(autouse=True)

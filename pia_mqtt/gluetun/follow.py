@@ -41,6 +41,9 @@ class GluetunFollower:
         self._reader = reader
         self._interval = interval
         self._error: str | None = None
+        # When the port was last confirmed, on the job clock: a wall-clock step back must
+        # not stop the confirmations (last_refresh would look fresh for an hour, then stale).
+        self._confirmed_at: float | None = None
 
     def start(self) -> None:
         """Read at once, then every interval."""
@@ -86,14 +89,16 @@ class GluetunFollower:
             return
         snapshot = self._engine.snapshot
         previous = snapshot.port
+        mono = self._engine.monotonic()
         if (
             previous == port
             and snapshot.status is Status.ACTIVE
-            and snapshot.last_refresh
-            and now - snapshot.last_refresh < CONFIRM_EVERY
+            and self._confirmed_at is not None
+            and mono - self._confirmed_at < CONFIRM_EVERY.total_seconds()
         ):
             # Nothing new: do not rewrite files and MQTT state on every poll.
             return
+        self._confirmed_at = mono
         self._engine.update(
             status=Status.ACTIVE,
             port=port,

@@ -18,10 +18,11 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from pia_mqtt.core.engine import utc_now
+from pia_mqtt.core.engine import Engine, utc_now
 from pia_mqtt.core.model import Event, EventKind, Snapshot, Status
+from pia_mqtt.gluetun.follow import GluetunFollower
 from pia_mqtt.simulator.pia import PiaSimulator
-from pia_mqtt.sinks.portfiles import check_health
+from pia_mqtt.sinks.portfiles import PortFilesSink, check_health
 from tests.harness import Daemon, FakeMonotonic, advance, at, build_daemon, step_wall
 
 INTERVAL = 900
@@ -229,3 +230,42 @@ def test_healthcheck_calls_a_bind_in_the_future_a_clock_problem(
         assert "in the future" in stepped.reason
         assert "clock" in stepped.reason
         daemon.engine.close()
+
+
+class SteadyGluetun:
+    """gluetun's control server, reduced to what the follower reads: always one port."""
+
+    def read(self) -> int | None:
+        """The forwarded port."""
+        return 43210
+
+    def close(self) -> None:
+        """Nothing to close."""
+
+
+def test_gluetun_follower_keeps_confirming_after_the_wall_clock_steps_back(
+    tmp_path: Path,
+) -> None:
+    """PORT_SOURCE=gluetun: the port is re-confirmed every minute of real time after a step.
+
+    Before: the "confirmed less than a minute ago" test used the wall clock, so after a step
+    back of one hour nothing was confirmed for an hour and healthcheck went stale.
+    """
+    mono = FakeMonotonic()
+    with at(utc_now()) as traveller:
+        engine = Engine(clock=utc_now, monotonic=mono, source="gluetun")
+        files = PortFilesSink(
+            tmp_path / "pia-port.txt", tmp_path / "pia-port-data.json", refresh_interval=INTERVAL
+        )
+        engine.attach(GluetunFollower(engine, SteadyGluetun(), interval=10), [files])
+        engine.start()
+        advance(engine, traveller, 1)
+        step_wall(traveller, -3600)
+        advance(engine, traveller, 3 * 60 + 5)
+        last = engine.snapshot.last_refresh
+        assert last is not None
+        age = (utc_now() - last).total_seconds()
+        health = check_health(tmp_path / "pia-port-data.json", refresh_interval=60, now=utc_now())
+        engine.close()
+    assert 0 <= age <= 70
+    assert health.ok, health.reason

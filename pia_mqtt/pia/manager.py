@@ -68,8 +68,10 @@ class LeaseManager:
         # A fresh signature that looked unusable: the clock is wrong, do not renew it.
         self._clock_suspect: Lease | None = None
         self._clock_warned = False
-        # Monotonic end of the current retry backoff (None while binds succeed).
+        # Monotonic end of the current retry backoff (None while binds succeed), and of the
+        # last successful bind (PIA drops a port 15 minutes of real time after it).
         self._retry_at: float | None = None
+        self._bound_at: float | None = None
 
     @property
     def _now(self) -> datetime:
@@ -286,6 +288,7 @@ class LeaseManager:
         recovered = previous.status is not Status.ACTIVE
         self._failures = 0
         self._retry_at = None
+        self._bound_at = self._engine.monotonic()
         self._lost_announced = False
         self._engine.update(
             status=Status.ACTIVE,
@@ -334,8 +337,13 @@ class LeaseManager:
             level=logging.ERROR,
             retry_in=delay,
         )
-        last = self._engine.snapshot.last_refresh
-        if last is not None and self._now - last > PORT_LIFETIME and not self._lost_announced:
+        bound = self._bound_at
+        lifetime = PORT_LIFETIME.total_seconds()
+        if (
+            bound is not None
+            and self._engine.monotonic() - bound > lifetime
+            and not self._lost_announced
+        ):
             self._lost_announced = True
             self._engine.announce(
                 EventKind.LOST,

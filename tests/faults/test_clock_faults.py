@@ -269,3 +269,26 @@ def test_gluetun_follower_keeps_confirming_after_the_wall_clock_steps_back(
         engine.close()
     assert 0 <= age <= 70
     assert health.ok, health.reason
+
+
+def test_a_lost_port_is_reported_after_15_minutes_of_real_time_despite_a_step_back(
+    pia_sim: PiaSimulator, tmp_path: Path
+) -> None:
+    """The gateway goes down and the clock steps back 1 h: `lost` still comes after 15 min.
+
+    PIA drops a port 15 minutes of real time after its last bind; the wall clock has no say.
+    Before: the step back postponed both the retries and the `lost` event by an hour.
+    """
+    with at(utc_now()) as traveller:
+        daemon, _ = _daemon(pia_sim, tmp_path)
+        daemon.engine.start()
+        advance(daemon.engine, traveller, 1)
+        pia_sim.gateways[0].stop()
+        step_wall(traveller, -3600)
+        advance(daemon.engine, traveller, 2 * INTERVAL)
+        lost = daemon.recorder.kinds().count(EventKind.LOST)
+        assert (1, Status.ERROR) == (lost, daemon.engine.snapshot.status)
+        pia_sim.gateways[0].start()
+        advance(daemon.engine, traveller, 61)
+        assert Status.ACTIVE == daemon.engine.snapshot.status
+        daemon.engine.close()

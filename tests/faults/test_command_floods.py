@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import logging
 import re
+import shutil
+import tempfile
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -24,6 +27,7 @@ from pia_mqtt.core.engine import Engine, utc_now
 from pia_mqtt.core.model import Command, Event, SinkHealth, Status
 from pia_mqtt.mqtt.sink import MqttSink
 from pia_mqtt.simulator.pia import PiaSimulator
+from tests.faults.conftest import config_dir, daemon_env, start_daemon
 from tests.fixtures.common import eventually
 from tests.fixtures.mosquitto import Broker
 from tests.harness import Daemon, advance, at, build_daemon
@@ -226,3 +230,59 @@ def test_presses_during_the_credential_backoff_never_cause_a_token_request(
     assert Status.ERROR == daemon.engine.snapshot.status
     assert 1 == len([m for m in lines if "left to the retry" in m and "refresh" in m]), lines
     assert 1 == len([m for m in lines if "new_port" in m and "deferred" in m]), lines
+
+
+def test_the_real_process_serves_a_mqtt_flood_with_one_deferred_press(
+    pia_sim: PiaSimulator, tmp_path: Path, mosquitto: Broker
+) -> None:
+    """`pia-mqtt run` with MQTT: 10,000 refresh PRESS messages, then 2,000 new_port.
+
+    Refresh: the first press binds at once, one deferred press binds 5 s later, and one
+    log line says how many were merged into it; new_port: one new signature at once (the
+    deferred one is 60 s away). Before: a bindPort and a token request per press.
+    """
+    shared = Path(tempfile.mkdtemp(prefix="pia-flood-", dir="/tmp"))
+    shared.chmod(0o755)
+    config = config_dir(shared, owner=None)
+    env = daemon_env(
+        pia_sim, shared, config, MQTT_HOST=mosquitto.host, MQTT_PORT=str(mosquitto.port)
+    )
+    daemon = start_daemon(env, shared / "daemon.log", user=None)
+    user = paho.Client(CallbackAPIVersion.VERSION2, client_id="flooder")
+    user.max_inflight_messages_set(1000)
+    user.connect(mosquitto.host, mosquitto.port)
+    user.loop_start()
+    try:
+        eventually(
+            lambda: daemon.running() and "connected to MQTT broker" in daemon.log(), timeout=30
+        )
+        eventually(lambda: pia_sim.gateways[0].stats().binds_ok == 1, timeout=30)
+        infos = [user.publish("pia-mqtt/refresh", "PRESS", qos=1) for _ in range(REFRESHES)]
+        infos[-1].wait_for_publish(60)
+        eventually(lambda: "(deferred); " in daemon.log(), timeout=30)
+        refresh_binds = pia_sim.gateways[0].stats().binds_ok - 1
+        log = daemon.log()
+        tokens = pia_sim.token_endpoint.stats().requests
+        infos = [user.publish("pia-mqtt/new_port", "PRESS", qos=1) for _ in range(NEW_PORTS)]
+        infos[-1].wait_for_publish(60)
+        eventually(lambda: "Command new_port from mqtt deferred" in daemon.log(), timeout=30)
+        time.sleep(2)
+        stats = pia_sim.gateways[0].stats()
+        new_port_tokens = pia_sim.token_endpoint.stats().requests - tokens
+        code = daemon.stop()
+    finally:
+        user.disconnect()
+        user.loop_stop()
+        if daemon.proc.poll() is None:
+            daemon.proc.kill()
+            daemon.proc.wait(10)
+        shutil.rmtree(shared, ignore_errors=True)
+    merged = [
+        int(n) for n in re.findall(r"Command refresh from mqtt \(deferred\); (\d+) more", log)
+    ]
+    served = log.count("Command refresh from mqtt")
+    assert 2 == refresh_binds, log[-3000:]
+    assert [REFRESHES - 2] == merged
+    assert 3 == served  # the first press, the deferral notice, the deferred run
+    assert (2, 1) == (stats.signature_requests, new_port_tokens)
+    assert 0 == code

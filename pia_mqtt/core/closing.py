@@ -1,8 +1,9 @@
 """Closing many things within one deadline (shutdown must end within 2 s, DESIGN).
 
-Each close runs in a daemon thread and gets an equal share of the time left, in order:
-a hung peer cannot eat the time of the ones after it (MQTT, last, still says `offline`),
-and a close that overruns is left to finish on its own while the process exits.
+Everything but the last closes at once, each in a daemon thread, until a common deadline;
+the last (MQTT, which says ``offline`` after everything else) then gets the time left, at
+least ``LAST_SHARE`` of the whole. A hung peer cannot eat the others' time, and a close
+that overruns is left to finish on its own while the process exits.
 """
 
 from __future__ import annotations
@@ -16,18 +17,23 @@ from pia_mqtt.redact import describe
 
 log = logging.getLogger(__name__)
 
+LAST_SHARE = 0.4
+
 
 def close_all(closers: Sequence[tuple[str, Callable[[], None]]], *, timeout: float) -> None:
-    """Run every ``(name, close)`` in order; never wait more than ``timeout`` in total."""
-    deadline = time.monotonic() + timeout
-    for index, (name, close) in enumerate(closers):
-        share = max(0.0, deadline - time.monotonic()) / (len(closers) - index)
-        _close_within(name, close, share)
+    """Close every ``(name, close)``, the last one last; never wait more than ``timeout``."""
+    if not closers:
+        return
+    *first, last = closers
+    started = time.monotonic()
+    threads = [_start(name, close) for name, close in first]
+    deadline = started + timeout * (1 - LAST_SHARE)
+    for (name, _), thread in zip(first, threads, strict=True):
+        _wait(name, thread, deadline)
+    _wait(last[0], _start(*last), started + timeout)
 
 
-def _close_within(name: str, close: Callable[[], None], timeout: float) -> None:
-    """Run one close in a daemon thread and wait at most ``timeout`` for it."""
-
+def _start(name: str, close: Callable[[], None]) -> threading.Thread:
     def run() -> None:
         try:
             close()
@@ -37,6 +43,10 @@ def _close_within(name: str, close: Callable[[], None], timeout: float) -> None:
 
     thread = threading.Thread(target=run, name=f"close-{name}", daemon=True)
     thread.start()
-    thread.join(timeout)
+    return thread
+
+
+def _wait(name: str, thread: threading.Thread, deadline: float) -> None:
+    thread.join(max(0.0, deadline - time.monotonic()))
     if thread.is_alive():
-        log.warning("closing %s took more than %.1f s; not waiting for it", name, timeout)
+        log.warning("closing %s is taking too long; not waiting for it", name)

@@ -252,9 +252,8 @@ class Engine:
     def close(self, *, timeout: float = CLOSE_TIMEOUT) -> None:
         """Stop timers, close the controller, then every sink (MQTT says offline last).
 
-        One deadline for all of them: each close gets an equal share of what is left, so a
-        hung peer cannot eat the time of the ones after it, and nothing waits past
-        ``timeout`` (a close still running is left to finish in its daemon thread).
+        One deadline for all of them (:func:`~pia_mqtt.core.closing.close_all`): they close
+        side by side, the last sink (MQTT) after them, and nothing waits past ``timeout``.
         """
         self._stopping.set()
         self.timers.clear()

@@ -104,7 +104,8 @@ def test_running_with_a_hung_bind_hook_broker_qbittorrent_and_gluetun_stops_with
     """A hung keep-alive, a sleeping hook, a stopped broker: SIGTERM ends it within 2 s.
 
     The keep-alive waits on a held PIA reply, the hook sleeps, mosquitto is stopped with
-    SIGSTOP, qBittorrent and gluetun never answer; exit status 0.
+    SIGSTOP, qBittorrent and gluetun never answer; exit status 0, and the hook does not
+    outlive the daemon.
 
     Before: every sink's close waited its own timeout one after the other (5 s and more).
     """
@@ -119,11 +120,12 @@ def test_running_with_a_hung_bind_hook_broker_qbittorrent_and_gluetun_stops_with
         MQTT_PORT=str(mosquitto.port),
         QBITTORRENT_HOST=f"http://127.0.0.1:{qbt}",
         GLUETUN_CONTROL_URL=f"http://127.0.0.1:{gluetun}",
-        PORT_CHANGE_COMMAND="sleep 60",
+        PORT_CHANGE_COMMAND=f"sleep {HOOK_SLEEP}",
     )
     daemon = start_daemon(env, shared_dir / "daemon.log", user=None)
     daemons.append(daemon)
     eventually(lambda: daemon.running() and (config / "pia-port.txt").exists(), timeout=30)
+    eventually(_hook_pids, timeout=10)
     eventually(lambda: "connected to MQTT broker" in daemon.log(), timeout=30)
     assert mosquitto.proc is not None
     mosquitto.pause()
@@ -136,8 +138,30 @@ def test_running_with_a_hung_bind_hook_broker_qbittorrent_and_gluetun_stops_with
     finally:
         os.kill(mosquitto.proc.pid, signal.SIGCONT)
     print(f"SIGTERM with every peer hung: exit after {took:.3f} s")
+    left = _hook_pids()
+    for pid in left:  # a hook that outlived the daemon: end it (by its id) and fail
+        os.kill(pid, signal.SIGKILL)
     assert took < LIMIT, daemon.log()
     assert 0 == code, daemon.log()
+    assert [] == left, "the hook outlived the daemon"
+
+
+HOOK_SLEEP = "59.25"
+
+
+def _hook_pids() -> list[int]:
+    """Processes running this test's hook (``sleep 59.25``), read from /proc."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if argv[:2] == [b"sleep", HOOK_SLEEP.encode()]:
+            pids.append(int(entry.name))
+    return pids
 
 
 class HungClose:
@@ -176,9 +200,8 @@ class HungClose:
 def test_engine_close_shares_one_deadline_and_still_reaches_the_last_sink() -> None:
     """Three closes hanging 10 s each, then the MQTT-like last one: all done within 1.3 s.
 
-    Each close gets an equal share of what is left, so the last sink (MQTT, which says
-    `offline`) is still called, well before the deadline ends. Before: 30 s, one after
-    the other.
+    They close side by side until a common deadline, then the last sink (MQTT, which says
+    `offline`) still gets its share. Before: 30 s, one after the other.
     """
     hung = [HungClose(f"hung-{i}", 10) for i in range(3)]
     last = HungClose("mqtt", 0)

@@ -146,6 +146,29 @@ def test_running_with_a_hung_bind_hook_broker_qbittorrent_and_gluetun_stops_with
     assert [] == left, "the hook outlived the daemon"
 
 
+def test_once_waiting_for_a_running_hook_stops_within_2_s(
+    pia_sim: PiaSimulator, shared_dir: Path, daemons: list[Daemon]
+) -> None:
+    """`once` waits for the hook it started (up to 30 s); SIGTERM there ends it within 2 s.
+
+    The hook is killed with its process group; the exit status is 1 (no complete run).
+    Before: the signal was noted and `once` went on waiting for the hook.
+    """
+    config = config_dir(shared_dir, owner=None)
+    env = daemon_env(pia_sim, shared_dir, config, PORT_CHANGE_COMMAND=f"sleep {HOOK_SLEEP}")
+    daemon = start_daemon(env, shared_dir / "once.log", command="once", user=None)
+    daemons.append(daemon)
+    eventually(lambda: daemon.running() and _hook_pids(), timeout=30)
+    took, code = _stop_time(daemon, signal.SIGTERM)
+    print(f"SIGTERM while once waits for the hook: exit after {took:.3f} s")
+    left = _hook_pids()
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    assert took < LIMIT, daemon.log()
+    assert 1 == code, daemon.log()
+    assert [] == left, "the hook outlived `once`"
+
+
 HOOK_SLEEP = "59.25"
 
 

@@ -205,3 +205,39 @@ def test_the_healthcheck_command_fails_on_a_bind_in_the_future_naming_the_clock(
     assert result.stdout.startswith("unhealthy: ")
     assert "in the future" in result.stdout
     assert "clock" in result.stdout
+
+
+@pytest.mark.parametrize("days_left", [-1, 3], ids=["expired", "inside-7-day-margin"])
+def test_once_replaces_a_saved_lease_that_looks_unusable_before_binding_or_writing(
+    pia_sim: PiaSimulator, shared_dir: Path, days_left: int
+) -> None:
+    """`pia-mqtt once` with a saved lease that looks expired (or has 3 days left).
+
+    A fresh signature is fetched first: the saved port is never bound, never written to
+    PORT_FILE, and the state file holds the new lease.
+    """
+    config = config_dir(shared_dir, owner=None)
+    gateway = pia_sim.gateways[0]
+    expires = datetime.now(UTC) + timedelta(days=days_left)
+    raw = gateway.issue_signature(
+        "saved-token", port=44444, expires_at=expires.strftime("%Y-%m-%dT%H:%M:%S.000000000Z")
+    )
+    state = config / "pia-lease.json"
+    state.write_text(json.dumps({"reply": raw, "port": 44444, "expires_at": expires.isoformat()}))
+    state.chmod(0o600)
+    env = daemon_env(pia_sim, shared_dir, config)
+    result = subprocess.run(
+        [sys.executable, "-m", "pia_mqtt", "once"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    stats = gateway.stats()
+    new_port = stats.issued_ports[-1]
+    assert 0 == result.returncode, result.stderr
+    assert (1, (new_port,)) == (stats.signature_requests, stats.bound_ports)
+    assert f"{new_port}\n" == (config / "pia-port.txt").read_text()
+    assert new_port == json.loads(state.read_text())["port"]
+    assert f"port={new_port} " in result.stdout

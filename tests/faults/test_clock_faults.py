@@ -20,6 +20,7 @@ import pytest
 
 from pia_mqtt.core.engine import Engine, utc_now
 from pia_mqtt.core.model import Event, EventKind, Snapshot, Status
+from pia_mqtt.gluetun.client import ForwardedPorts
 from pia_mqtt.gluetun.follow import GluetunFollower
 from pia_mqtt.simulator.pia import PiaSimulator
 from pia_mqtt.sinks.portfiles import PortFilesSink, check_health
@@ -235,9 +236,9 @@ def test_healthcheck_calls_a_bind_in_the_future_a_clock_problem(
 class SteadyGluetun:
     """gluetun's control server, reduced to what the follower reads: always one port."""
 
-    def read(self) -> int | None:
+    def read(self) -> ForwardedPorts:
         """The forwarded port."""
-        return 43210
+        return ForwardedPorts(ports=(43210,), started=True, shape="port+ports")
 
     def close(self) -> None:
         """Nothing to close."""

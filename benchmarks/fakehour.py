@@ -22,19 +22,19 @@ from typing import TYPE_CHECKING
 
 # Everything ``pia-mqtt run`` imports comes first, so that what importing time-machine
 # adds on top (not part of the daemon) can be measured and taken off.
-import pia_mqtt.gateway
-import pia_mqtt.leasing
-import pia_mqtt.mqtt
-import pia_mqtt.pia
-import pia_mqtt.qbittorrent
-import pia_mqtt.qbtsink  # noqa: F401
+import pia_mqtt.gateway.finder
+import pia_mqtt.mqtt.sink
+import pia_mqtt.pia.client
+import pia_mqtt.pia.manager
+import pia_mqtt.torrent.qbittorrent
+import pia_mqtt.torrent.sink  # noqa: F401
+from pia_mqtt.core.model import Status
 from pia_mqtt.logs import configure
-from pia_mqtt.model import Status
 from pia_mqtt.settings import load_settings
 from pia_mqtt.wiring import build_engine
 
 if TYPE_CHECKING:
-    from pia_mqtt.engine import Engine
+    from pia_mqtt.core.engine import Engine
 
 
 def _rss_mib() -> float:

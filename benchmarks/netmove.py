@@ -111,7 +111,7 @@ def _everywhere(
 def main() -> int:
     """Inside the client namespace: peers, daemon, then ``--moves`` timed moves."""
     from benchmarks.peers import Daemon, running  # noqa: PLC0415
-    from pia_mqtt.simulator import PiaSimulator  # noqa: PLC0415
+    from pia_mqtt.simulator.pia import PiaSimulator  # noqa: PLC0415
     from tests.fixtures.common import free_port  # noqa: PLC0415
     from tests.fixtures.mosquitto import Broker  # noqa: PLC0415
     from tests.fixtures.pia import SIM_PASS, SIM_USER  # noqa: PLC0415

@@ -18,14 +18,14 @@ from typing import TYPE_CHECKING, Self
 
 import certifi
 
-from pia_mqtt.simulator import PiaSimulator, ensure_material
+from pia_mqtt.simulator.pia import PiaSimulator, ensure_material
 from tests.fixtures.common import free_port
 from tests.fixtures.mosquitto import Broker
 from tests.fixtures.pia import SIM_PASS, SIM_USER
 from tests.fixtures.qbittorrent import PASSWORD, USER, QbittorrentProcess
 
 if TYPE_CHECKING:
-    from pia_mqtt.simulator import SimGateway
+    from pia_mqtt.simulator.pia import SimGateway
 
 REPO = Path(__file__).resolve().parent.parent
 CLK_TCK = os.sysconf("SC_CLK_TCK")

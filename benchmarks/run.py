@@ -40,9 +40,9 @@ UNITLESS = ("(MiB)", "(ms)")
 
 IMPORT_CODE = "import time; t = time.perf_counter(); import {m}; print(time.perf_counter() - t)"
 RUN_MODULES = (
-    "pia_mqtt.cli, pia_mqtt.settings, pia_mqtt.logs, pia_mqtt.wiring, pia_mqtt.portfiles, "
-    "pia_mqtt.leasing, pia_mqtt.pia, pia_mqtt.gateway, pia_mqtt.mqtt, pia_mqtt.qbittorrent, "
-    "pia_mqtt.qbtsink"
+    "pia_mqtt.cli, pia_mqtt.settings, pia_mqtt.logs, pia_mqtt.wiring, pia_mqtt.sinks.portfiles, "
+    "pia_mqtt.pia.manager, pia_mqtt.pia.client, pia_mqtt.gateway.finder, pia_mqtt.mqtt.sink, pia_mqtt.torrent.qbittorrent, "
+    "pia_mqtt.torrent.sink"
 )
 
 

@@ -78,7 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if command == "demo":
             from pathlib import Path  # noqa: PLC0415
 
-            from pia_mqtt.demo import DemoUnavailableError, demo_settings  # noqa: PLC0415
+            from pia_mqtt.simulator.demo import DemoUnavailableError, demo_settings  # noqa: PLC0415
 
             try:
                 with demo_settings(settings, folder=Path(args.dir), interval=args.interval) as demo:
@@ -123,7 +123,7 @@ def _check_config() -> int:
 def _healthcheck(settings: Settings) -> int:
     from datetime import UTC, datetime  # noqa: PLC0415
 
-    from pia_mqtt.portfiles import check_health  # noqa: PLC0415
+    from pia_mqtt.sinks.portfiles import check_health  # noqa: PLC0415
 
     health = check_health(
         settings.port_data_file,
@@ -135,7 +135,7 @@ def _healthcheck(settings: Settings) -> int:
 
 
 def _detect_gateway(settings: Settings) -> int:
-    from pia_mqtt.gateway import format_results  # noqa: PLC0415
+    from pia_mqtt.gateway.finder import format_results  # noqa: PLC0415
     from pia_mqtt.wiring import build_finder  # noqa: PLC0415
 
     finder = build_finder(settings)
@@ -151,7 +151,7 @@ def _run(settings: Settings, *, once: bool, duration: float | None = None) -> in
     import logging  # noqa: PLC0415
     import signal  # noqa: PLC0415
 
-    from pia_mqtt.engine import ShutdownRequestedError  # noqa: PLC0415
+    from pia_mqtt.core.engine import ShutdownRequestedError  # noqa: PLC0415
     from pia_mqtt.wiring import build_engine, describe_once, run_once  # noqa: PLC0415
 
     log = logging.getLogger("pia_mqtt")

@@ -13,11 +13,17 @@
     │                               unauthorized, expired): a new signature is the cure
     ├── GatewayNotFoundError        no candidate answered like a PIA gateway
     ├── OutputError                 a port file or the state file could not be written
-    ├── QbittorrentError            qBittorrent's Web API failed
-    │   ├── QbittorrentAuthError    wrong QBITTORRENT_USER/QBITTORRENT_PASS: latch, no retry loop
-    │   ├── QbittorrentBannedError  qBittorrent banned our IP (403 on login)
-    │   ├── QbittorrentHostHeaderError  401 from Host-header validation (port mapping)
-    │   └── QbittorrentUnavailableError down, timeout, unexpected reply: retry later
+    ├── TorrentClientError          a torrent client's API failed (any client)
+    │   ├── TorrentAuthError        refused credentials: the sink latches, no retry loop
+    │   ├── TorrentBannedError      the client locked us out: retry only rarely
+    │   ├── TorrentUnavailableError down, timeout, unexpected reply: retry later
+    │   └── QbittorrentError        qBittorrent's Web API failed; its leaves are also the
+    │       │                       generic kinds above (QbittorrentAuthError is a
+    │       │                       TorrentAuthError, and so on)
+    │       ├── QbittorrentAuthError    wrong QBITTORRENT_USER/QBITTORRENT_PASS
+    │       ├── QbittorrentBannedError  qBittorrent banned our IP (403 on login)
+    │       ├── QbittorrentHostHeaderError  401 from Host-header validation (port mapping)
+    │       └── QbittorrentUnavailableError down, timeout, unexpected reply
     ├── GluetunError                gluetun's control server failed (auth, not ready, down)
     └── MqttError                   the broker settings cannot work (bad topic, TLS files)
 
@@ -81,15 +87,31 @@ class OutputError(PiaMqttError):
     """A port file, data file or the state file could not be written."""
 
 
-class QbittorrentError(PiaMqttError):
+class TorrentClientError(PiaMqttError):
+    """A torrent client's API failed (the torrent sink handles every client alike)."""
+
+
+class TorrentAuthError(TorrentClientError):
+    """The client refused our credentials: the sink latches instead of retrying."""
+
+
+class TorrentBannedError(TorrentClientError):
+    """The client locked us out (too many failed logins): retry only rarely."""
+
+
+class TorrentUnavailableError(TorrentClientError):
+    """The client is down, slow, or answered something unexpected: retry later."""
+
+
+class QbittorrentError(TorrentClientError):
     """qBittorrent's Web API failed."""
 
 
-class QbittorrentAuthError(QbittorrentError):
+class QbittorrentAuthError(QbittorrentError, TorrentAuthError):
     """qBittorrent refused QBITTORRENT_USER/QBITTORRENT_PASS."""
 
 
-class QbittorrentBannedError(QbittorrentError):
+class QbittorrentBannedError(QbittorrentError, TorrentBannedError):
     """qBittorrent banned this client's IP after too many failed logins."""
 
 
@@ -97,7 +119,7 @@ class QbittorrentHostHeaderError(QbittorrentError):
     """qBittorrent answered 401 to a Host header it does not accept (port mapping)."""
 
 
-class QbittorrentUnavailableError(QbittorrentError):
+class QbittorrentUnavailableError(QbittorrentError, TorrentUnavailableError):
     """qBittorrent is down, slow, or answered something unexpected."""
 
 

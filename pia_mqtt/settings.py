@@ -43,7 +43,7 @@ class LogFormat(StrEnum):
 
 def bundled_pia_ca() -> Path:
     """Path of PIA's public CA certificate shipped inside the package."""
-    return Path(str(resources.files("pia_mqtt").joinpath("pia-ca.rsa.4096.crt")))
+    return Path(str(resources.files("pia_mqtt.pia").joinpath("pia-ca.rsa.4096.crt")))
 
 
 Port = Annotated[int, Field(ge=1, le=65535)]

@@ -11,12 +11,12 @@ import time
 from typing import TYPE_CHECKING
 
 from pia_mqtt import __version__
-from pia_mqtt.engine import Clock, Controller, Engine, utc_now
-from pia_mqtt.model import Sink, Status
+from pia_mqtt.core.engine import Clock, Controller, Engine, utc_now
+from pia_mqtt.core.model import Sink, Status
 from pia_mqtt.settings import PortSource, Settings
 
 if TYPE_CHECKING:
-    from pia_mqtt.gateway import GatewayFinder
+    from pia_mqtt.gateway.finder import GatewayFinder
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +27,7 @@ DRAIN_TIMEOUT = 30.0
 def build_engine(settings: Settings, *, clock: Clock = utc_now) -> Engine:
     """An engine with its controller and every sink the settings enable (not started)."""
     from pia_mqtt.atomic import remove_stale_temps  # noqa: PLC0415
-    from pia_mqtt.portfiles import PortFilesSink  # noqa: PLC0415
+    from pia_mqtt.sinks.portfiles import PortFilesSink  # noqa: PLC0415
 
     for path in (settings.port_file, settings.port_data_file, settings.state_file):
         for stale in remove_stale_temps(path):
@@ -42,7 +42,7 @@ def build_engine(settings: Settings, *, clock: Clock = utc_now) -> Engine:
     ]
     sinks += _optional_sinks(settings, engine, clock)
     if settings.mqtt_enabled:
-        from pia_mqtt.mqtt import MqttSink  # noqa: PLC0415
+        from pia_mqtt.mqtt.sink import MqttSink  # noqa: PLC0415
 
         mqtt = MqttSink(
             settings, engine, qbittorrent_enabled=settings.qbittorrent_enabled, version=__version__
@@ -57,8 +57,8 @@ def build_engine(settings: Settings, *, clock: Clock = utc_now) -> Engine:
 def _optional_sinks(settings: Settings, engine: Engine, clock: Clock) -> list[Sink]:
     sinks: list[Sink] = []
     if settings.qbittorrent_host is not None:
-        from pia_mqtt.qbittorrent import QbittorrentClient  # noqa: PLC0415
-        from pia_mqtt.qbtsink import QbittorrentSink  # noqa: PLC0415
+        from pia_mqtt.torrent.qbittorrent import QbittorrentClient  # noqa: PLC0415
+        from pia_mqtt.torrent.sink import TorrentSink  # noqa: PLC0415
 
         client = QbittorrentClient(
             settings.qbittorrent_host,
@@ -66,12 +66,12 @@ def _optional_sinks(settings: Settings, engine: Engine, clock: Clock) -> list[Si
             password=settings.secret("qbittorrent_pass"),
         )
         sinks.append(
-            QbittorrentSink(
+            TorrentSink(
                 client, engine, clock=clock, check_interval=settings.qbittorrent_check_interval
             )
         )
     if settings.port_change_command:
-        from pia_mqtt.hook import HookSink  # noqa: PLC0415
+        from pia_mqtt.sinks.hook import HookSink  # noqa: PLC0415
 
         sinks.append(
             HookSink(
@@ -82,8 +82,8 @@ def _optional_sinks(settings: Settings, engine: Engine, clock: Clock) -> list[Si
             )
         )
     if settings.port_source is PortSource.PIA and settings.gluetun_control_url:
-        from pia_mqtt.gluetun import GluetunClient  # noqa: PLC0415
-        from pia_mqtt.gluetun_push import GluetunPushSink  # noqa: PLC0415
+        from pia_mqtt.gluetun.client import GluetunClient  # noqa: PLC0415
+        from pia_mqtt.gluetun.push import GluetunPushSink  # noqa: PLC0415
 
         gluetun = GluetunClient(settings.gluetun_url, api_key=settings.secret("gluetun_api_key"))
         sinks.append(
@@ -96,14 +96,14 @@ def _optional_sinks(settings: Settings, engine: Engine, clock: Clock) -> list[Si
 
 def _controller(settings: Settings, engine: Engine) -> Controller:
     if settings.port_source is PortSource.GLUETUN:
-        from pia_mqtt.follow import POLL_INTERVAL, GluetunFollower  # noqa: PLC0415
-        from pia_mqtt.gluetun import GluetunClient, GluetunPortReader  # noqa: PLC0415
+        from pia_mqtt.gluetun.client import GluetunClient, GluetunPortReader  # noqa: PLC0415
+        from pia_mqtt.gluetun.follow import POLL_INTERVAL, GluetunFollower  # noqa: PLC0415
 
         client = GluetunClient(settings.gluetun_url, api_key=settings.secret("gluetun_api_key"))
         return GluetunFollower(engine, GluetunPortReader(client), interval=POLL_INTERVAL)
-    from pia_mqtt.lease import LeaseStore  # noqa: PLC0415
-    from pia_mqtt.leasing import LeaseManager  # noqa: PLC0415
-    from pia_mqtt.pia import PiaClient  # noqa: PLC0415
+    from pia_mqtt.pia.client import PiaClient  # noqa: PLC0415
+    from pia_mqtt.pia.lease import LeaseStore  # noqa: PLC0415
+    from pia_mqtt.pia.manager import LeaseManager  # noqa: PLC0415
 
     pia = PiaClient(
         username=settings.pia_user or "",
@@ -124,7 +124,7 @@ def _controller(settings: Settings, engine: Engine) -> Controller:
 
 def build_finder(settings: Settings) -> GatewayFinder:
     """Gateway detection configured from the settings."""
-    from pia_mqtt.gateway import GatewayFinder  # noqa: PLC0415
+    from pia_mqtt.gateway.finder import GatewayFinder  # noqa: PLC0415
 
     configured = str(settings.pia_gateway) if settings.pia_gateway else None
     return GatewayFinder(

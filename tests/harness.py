@@ -15,14 +15,14 @@ from typing import Any
 
 import time_machine
 
-from pia_mqtt.engine import Engine, utc_now
-from pia_mqtt.gateway import GatewayFinder
-from pia_mqtt.lease import LeaseStore
-from pia_mqtt.leasing import LeaseManager
-from pia_mqtt.model import Event, EventKind, Sink, Snapshot
-from pia_mqtt.pia import PiaClient
-from pia_mqtt.portfiles import PortFilesSink
-from pia_mqtt.simulator import PiaSimulator
+from pia_mqtt.core.engine import Engine, utc_now
+from pia_mqtt.core.model import Event, EventKind, Sink, Snapshot
+from pia_mqtt.gateway.finder import GatewayFinder
+from pia_mqtt.pia.client import PiaClient
+from pia_mqtt.pia.lease import LeaseStore
+from pia_mqtt.pia.manager import LeaseManager
+from pia_mqtt.simulator.pia import PiaSimulator
+from pia_mqtt.sinks.portfiles import PortFilesSink
 from tests.fixtures.pia import SIM_PASS, SIM_USER
 
 

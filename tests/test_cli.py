@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from pia_mqtt import __version__
-from pia_mqtt.simulator import PiaSimulator
+from pia_mqtt.simulator.pia import PiaSimulator
 from tests.fixtures.common import eventually, free_port
 
 DISTINCT_PASSWORD = "Zq7-distinct-PIA-pass-93x"

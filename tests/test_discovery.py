@@ -13,8 +13,8 @@ from urllib.parse import urlsplit
 import jinja2
 import pytest
 
-from pia_mqtt import discovery
-from pia_mqtt.model import SinkHealth, Snapshot, Status, SyncState
+from pia_mqtt.core.model import SinkHealth, Snapshot, Status, SyncState
+from pia_mqtt.mqtt import discovery
 
 SNAPSHOT_FILE = Path(__file__).parent / "snapshots" / "discovery.json"
 T0 = datetime(2026, 1, 14, 19, 30, tzinfo=UTC)
@@ -71,7 +71,7 @@ def test_unique_ids_never_change() -> None:
 )
 def test_device_identity_per_topic(topic: str, device_id: str, name: str, client: str) -> None:
     """Device id, device name and default MQTT client id are derived from MQTT_TOPIC only."""
-    from pia_mqtt.mqttclient import default_client_id
+    from pia_mqtt.mqtt.client import default_client_id
 
     payload = build(topic)["payload"]
     assert (device_id, name, [device_id], client) == (

@@ -63,8 +63,8 @@ def test_the_readme_data_file_example_has_the_keys_the_daemon_writes() -> None:
     """The PORT_DATA_FILE example shows exactly the keys portfiles.data_document writes."""
     from datetime import UTC, datetime
 
-    from pia_mqtt.model import Snapshot, Status
-    from pia_mqtt.portfiles import data_document
+    from pia_mqtt.core.model import Snapshot, Status
+    from pia_mqtt.sinks.portfiles import data_document
 
     example = next(json.loads(b) for b in _blocks(README, "json") if '"next_refresh"' in b)
     written = data_document(Snapshot(status=Status.ACTIVE, updated_at=datetime.now(UTC)), 900)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from pia_mqtt.simulator import PiaSimulator
+from pia_mqtt.simulator.pia import PiaSimulator
 from tests.fake_gluetun import FakeGluetun
 from tests.fixtures.common import eventually
 from tests.fixtures.mosquitto import Broker, Recorder

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from pia_mqtt.engine import utc_now
-from pia_mqtt.leasing import MAX_BACKOFF
-from pia_mqtt.model import Command, EventKind, Status
-from pia_mqtt.simulator import (
+from pia_mqtt.core.engine import utc_now
+from pia_mqtt.core.model import Command, EventKind, Status
+from pia_mqtt.pia.retry import MAX_BACKOFF
+from pia_mqtt.simulator.pia import (
     BAD_JSON,
     BAD_SIGNATURE,
     BUSY,
@@ -343,7 +343,7 @@ def test_a_sink_report_that_only_moves_last_sync_does_not_republish(
 
     The newer time is kept and goes out with the next real change.
     """
-    from pia_mqtt.model import SinkHealth, SyncState
+    from pia_mqtt.core.model import SinkHealth, SyncState
 
     with at(utc_now()) as traveller:
         daemon = build_daemon(pia_sim, tmp_path)

@@ -13,15 +13,15 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from pia_mqtt import sysroutes
+from pia_mqtt.core.model import GatewayTarget
 from pia_mqtt.errors import GatewayNotFoundError
-from pia_mqtt.gateway import CandidateResult, GatewayFinder, format_results
-from pia_mqtt.model import GatewayTarget
-from pia_mqtt.routes import Address, Candidate, Route, candidates
-from pia_mqtt.tls import PeerCert, ProbeResult, Verdict
+from pia_mqtt.gateway import system as sysroutes
+from pia_mqtt.gateway.finder import CandidateResult, GatewayFinder, format_results
+from pia_mqtt.gateway.routes import Address, Candidate, Route, candidates
+from pia_mqtt.pia.tls import PeerCert, ProbeResult, Verdict
 
 if TYPE_CHECKING:
-    from pia_mqtt.simulator import PiaSimulator
+    from pia_mqtt.simulator.pia import PiaSimulator
 
 WIREGUARD = (
     [Route("0.0.0.0", 0, None, "wg0", table="51820"), Route("0.0.0.0", 0, "172.18.0.1", "eth0")],

@@ -7,16 +7,16 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from pia_mqtt.core.model import Event, EventKind, SinkHealth, Snapshot, Status, SyncState
 from pia_mqtt.errors import GluetunError
-from pia_mqtt.gluetun import (
+from pia_mqtt.gluetun.client import (
     GluetunAuthError,
     GluetunClient,
     GluetunPortReader,
     GluetunReplyError,
     GluetunUnavailableError,
 )
-from pia_mqtt.gluetun_push import GluetunPushSink
-from pia_mqtt.model import Event, EventKind, SinkHealth, Snapshot, Status, SyncState
+from pia_mqtt.gluetun.push import GluetunPushSink
 from tests.fake_gluetun import GET_LEGACY, GET_PF, PUT_PF, FakeGluetun
 from tests.fixtures.common import RecordingInbox, free_port
 

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from pia_mqtt import hook as hook_module
 from pia_mqtt import redact
+from pia_mqtt.core.model import Event, EventKind, Snapshot, Status
 from pia_mqtt.errors import ConfigError
-from pia_mqtt.hook import HookSink
-from pia_mqtt.model import Event, EventKind, Snapshot, Status
+from pia_mqtt.sinks import hook as hook_module
+from pia_mqtt.sinks.hook import HookSink
 from tests.fixtures.common import RecordingInbox, eventually
 
 T0 = datetime(2026, 11, 25, 18, 0, tzinfo=UTC)

@@ -14,7 +14,7 @@ import pytest
 
 from pia_mqtt.atomic import atomic_write
 from pia_mqtt.errors import OutputError, PiaReplyError
-from pia_mqtt.lease import RENEW_MARGIN, Lease, LeaseStore, parse_signature_reply
+from pia_mqtt.pia.lease import RENEW_MARGIN, Lease, LeaseStore, parse_signature_reply
 
 TOKEN = "c2VjcmV0LXRva2VuLWZvci10aGUtZ2F0ZXdheQ"
 SIGNATURE = "kQ9v6cJrR1Z8lWbJ2JH0hXg3p3n1sJ0M2xC1w0v8yQ1n0Lx9aBcDeFgHiJkLmNoPqRsTuVwXyZ0123456789=="
@@ -336,7 +336,7 @@ def test_a_corrupt_state_file_is_ignored_with_a_warning(
     caplog.set_level(logging.DEBUG)
     expected = [
         (
-            "pia_mqtt.lease",
+            "pia_mqtt.pia.lease",
             logging.WARNING,
             f"Ignoring saved lease {path}: it is corrupt or truncated; a new port will be requested",
         )
@@ -363,7 +363,7 @@ def test_an_unreadable_state_file_is_ignored_with_a_warning(
         (r.name, r.levelno, f"Ignoring saved lease {path}: cannot read it" in r.getMessage())
         for r in caplog.records
     ]
-    assert (None, [("pia_mqtt.lease", logging.WARNING, True)]) == (lease, actual)
+    assert (None, [("pia_mqtt.pia.lease", logging.WARNING, True)]) == (lease, actual)
 
 
 def test_clear_forgets_the_lease_and_tolerates_a_missing_file(tmp_path: Path) -> None:

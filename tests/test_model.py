@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from pia_mqtt.model import (
+from pia_mqtt.core.model import (
     Event,
     EventKind,
     SinkHealth,

@@ -15,9 +15,8 @@ from typing import Any
 import jsonschema
 import pytest
 
-from pia_mqtt import __version__, discovery, redact
-from pia_mqtt.errors import MqttError
-from pia_mqtt.model import (
+from pia_mqtt import __version__, redact
+from pia_mqtt.core.model import (
     Command,
     Event,
     EventKind,
@@ -26,7 +25,9 @@ from pia_mqtt.model import (
     Status,
     SyncState,
 )
-from pia_mqtt.mqtt import MqttSink
+from pia_mqtt.errors import MqttError
+from pia_mqtt.mqtt import discovery
+from pia_mqtt.mqtt.sink import MqttSink
 from pia_mqtt.settings import Settings
 from tests.fixtures.common import RecordingInbox, eventually
 from tests.fixtures.mosquitto import Broker, Recorder
@@ -319,7 +320,7 @@ def test_start_with_the_broker_down_connects_later(
 
 LAST_WILL_SCRIPT = """
 import sys, threading
-from pia_mqtt.mqtt import MqttSink
+from pia_mqtt.mqtt.sink import MqttSink
 from pia_mqtt.settings import Settings
 from tests.fixtures.common import RecordingInbox
 from tests.test_mqtt import snapshot

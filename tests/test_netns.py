@@ -39,7 +39,8 @@ _LABS = itertools.count(1)
 
 DETECT = """import json, sys
 from pathlib import Path
-from pia_mqtt import gateway, sysroutes
+from pia_mqtt.gateway import finder as gateway
+from pia_mqtt.gateway import system as sysroutes
 read = sysroutes.read_proc_routes if sys.argv[2] == "proc" else sysroutes.read_system_routes
 finder = gateway.GatewayFinder(configured=None, hostname=None, port=19999,
                                ca_file=Path(sys.argv[1]), read_system=read)
@@ -359,7 +360,7 @@ def alive(daemon: Started) -> bool:
 
 
 FINGERPRINT = (
-    "import json; from pia_mqtt.sysroutes import kernel_fingerprint; "
+    "import json; from pia_mqtt.gateway.system import kernel_fingerprint; "
     "print(json.dumps(kernel_fingerprint()))"
 )
 

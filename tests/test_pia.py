@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import time_machine
 
+from pia_mqtt.core.model import GatewayTarget
 from pia_mqtt.errors import (
     PiaAuthError,
     PiaError,
@@ -23,10 +24,9 @@ from pia_mqtt.errors import (
     PiaTLSError,
     PiaUnavailableError,
 )
-from pia_mqtt.lease import parse_signature_reply
-from pia_mqtt.model import GatewayTarget
-from pia_mqtt.pia import PiaClient
-from pia_mqtt.simulator import (
+from pia_mqtt.pia.client import PiaClient
+from pia_mqtt.pia.lease import parse_signature_reply
+from pia_mqtt.simulator.pia import (
     BAD_JSON,
     BAD_SIGNATURE,
     BUSY,
@@ -468,7 +468,7 @@ def _raised(call: Callable[[], object]) -> BaseException:
 
 def test_importing_the_client_does_not_import_cryptography() -> None:
     """Cryptography belongs to the simulator only: the daemon's import stays lean."""
-    code = "import sys, pia_mqtt.pia; print('cryptography' in sys.modules)"
+    code = "import sys, pia_mqtt.pia.client; print('cryptography' in sys.modules)"
     root = Path(__file__).resolve().parent.parent
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from pia_mqtt.model import SinkHealth, Snapshot, Status, SyncState
-from pia_mqtt.portfiles import Health, PortFilesSink, check_health, data_document
+from pia_mqtt.core.model import SinkHealth, Snapshot, Status, SyncState
+from pia_mqtt.sinks.portfiles import Health, PortFilesSink, check_health, data_document
 
 T0 = datetime(2026, 1, 14, 19, 30, 0, 114369, tzinfo=UTC)
 INTERVAL = 900
@@ -158,7 +158,7 @@ def test_an_unwritable_path_is_logged_once_and_the_sink_keeps_going(
     blocker.write_text("a file where the folder should be", encoding="utf-8")
     port_file, data_file = blocker / "pia-port.txt", blocker / "pia-port-data.json"
     sink = PortFilesSink(port_file, data_file, refresh_interval=INTERVAL)
-    caplog.set_level(logging.INFO, logger="pia_mqtt.portfiles")
+    caplog.set_level(logging.INFO, logger="pia_mqtt.sinks.portfiles")
     for _ in range(3):
         sink.publish(snapshot())
     blocker.unlink()
@@ -166,7 +166,7 @@ def test_an_unwritable_path_is_logged_once_and_the_sink_keeps_going(
     sink.publish(snapshot())
     expected_logs = [
         (
-            "pia_mqtt.portfiles",
+            "pia_mqtt.sinks.portfiles",
             logging.ERROR,
             (
                 f"writing {port_file} failed: Not a directory; check that {blocker} exists and is "
@@ -174,7 +174,7 @@ def test_an_unwritable_path_is_logged_once_and_the_sink_keeps_going(
                 "the keep-alive goes on"
             ),
         ),
-        ("pia_mqtt.portfiles", logging.INFO, f"Port files written again to {blocker}"),
+        ("pia_mqtt.sinks.portfiles", logging.INFO, f"Port files written again to {blocker}"),
     ]
     assert (expected_logs, ("54321\n", data_document(snapshot(), INTERVAL))) == (
         caplog.record_tuples,

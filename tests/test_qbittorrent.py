@@ -15,15 +15,15 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import requests
 
+from pia_mqtt.core.model import EventKind, SinkHealth, Snapshot, Status, SyncState
 from pia_mqtt.errors import (
     QbittorrentAuthError,
     QbittorrentBannedError,
     QbittorrentHostHeaderError,
     QbittorrentUnavailableError,
 )
-from pia_mqtt.model import EventKind, SinkHealth, Snapshot, Status, SyncState
-from pia_mqtt.qbittorrent import QbittorrentClient
-from pia_mqtt.qbtsink import QbittorrentSink
+from pia_mqtt.torrent.qbittorrent import QbittorrentClient
+from pia_mqtt.torrent.sink import TorrentSink
 from tests.fake_qbt52 import FakeQbittorrent52
 from tests.fixtures.common import RecordingInbox, eventually, free_port
 from tests.fixtures.qbittorrent import (
@@ -60,12 +60,12 @@ def snapshot(port: int | None) -> Snapshot:
 
 def make_sink(
     client: QbittorrentClient, inbox: RecordingInbox, clock: FakeClock | None = None
-) -> QbittorrentSink:
+) -> TorrentSink:
     """Build a sink with a 1 s check interval on a fake clock."""
-    return QbittorrentSink(client, inbox, check_interval=1, clock=clock or FakeClock())
+    return TorrentSink(client, inbox, check_interval=1, clock=clock or FakeClock())
 
 
-def run(sink: QbittorrentSink, action: str, port: int | None) -> None:
+def run(sink: TorrentSink, action: str, port: int | None) -> None:
     """Call publish/check as the engine does and wait until the worker is idle."""
     getattr(sink, action)(snapshot(port))
     assert sink.drain(15)
@@ -420,9 +420,7 @@ def test_slow_qbittorrent_never_blocks_publish_or_check(inbox: RecordingInbox):
     with FakeQbittorrent52(USER, PASSWORD) as fake:
         fake.state.hold = threading.Event()
         client = QbittorrentClient(fake.url, username=USER, password=PASSWORD, timeout=30)
-        sink = QbittorrentSink(
-            client, inbox, check_interval=1, clock=FakeClock(), close_timeout=0.2
-        )
+        sink = TorrentSink(client, inbox, check_interval=1, clock=FakeClock(), close_timeout=0.2)
         sink.publish(snapshot(40001))
         eventually(lambda: fake.state.requests)
         for port in (40002, 40003):

@@ -11,7 +11,7 @@ import json
 
 import pytest
 
-from pia_mqtt.routes import (
+from pia_mqtt.gateway.routes import (
     Address,
     Candidate,
     Route,

@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from pia_mqtt.core.model import GatewayTarget
 from pia_mqtt.errors import PiaRefusedError
-from pia_mqtt.model import GatewayTarget
-from pia_mqtt.pia import PiaClient
+from pia_mqtt.pia.client import PiaClient
 from tests.fixtures.pia import SIM_PASS, SIM_USER
 
 if TYPE_CHECKING:

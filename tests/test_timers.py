@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import pytest
 import time_machine
 
-from pia_mqtt.timers import Timers
+from pia_mqtt.core.timers import Timers
 
 T0 = datetime(2026, 1, 14, 19, 30, tzinfo=UTC)
 

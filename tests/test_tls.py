@@ -11,20 +11,20 @@ from typing import TYPE_CHECKING
 import pytest
 from cryptography import x509
 
+from pia_mqtt.pia.tls import PeerCert, ProbeResult, Verdict, gateway_context, probe
 from pia_mqtt.settings import bundled_pia_ca
-from pia_mqtt.tls import PeerCert, ProbeResult, Verdict, gateway_context, probe
 from tests.fixtures.common import free_port
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-    from pia_mqtt.simulator import PiaSimulator
+    from pia_mqtt.simulator.pia import PiaSimulator
 
 PIA_CA_SHA256 = (
     "1F:D2:56:58:45:6E:AB:30:41:FB:A7:7C:CD:39:8A:B8:"
     "12:4E:DC:C1:B8:B2:FC:1D:55:FD:F6:B1:BB:FC:9D:70"
 )
-BUNDLED = Path(__file__).resolve().parent.parent / "pia_mqtt" / "pia-ca.rsa.4096.crt"
+BUNDLED = Path(__file__).resolve().parent.parent / "pia_mqtt" / "pia" / "pia-ca.rsa.4096.crt"
 
 
 def test_probe_of_a_gateway_records_its_names(pia_sim: PiaSimulator) -> None:

@@ -26,8 +26,8 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
 from pia_mqtt import redact
-from pia_mqtt.model import Sink
-from pia_mqtt.simulator import PiaSimulator
+from pia_mqtt.core.model import Sink
+from pia_mqtt.simulator.pia import PiaSimulator
 from tests.fixtures.pia import SIM_PASS, SIM_USER
 from tests.harness import Daemon as EngineDaemon
 from tests.harness import build_daemon

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from pia_mqtt.engine import utc_now
-from pia_mqtt.model import EventKind, Status
-from pia_mqtt.simulator import PiaSimulator
+from pia_mqtt.core.engine import utc_now
+from pia_mqtt.core.model import EventKind, Status
+from pia_mqtt.simulator.pia import PiaSimulator
 from tests.faults.conftest import Daemon, config_dir, daemon_env, start_daemon
 from tests.fixtures.common import eventually
 from tests.harness import advance, at, build_daemon

@@ -1,6 +1,6 @@
 """Fuzzing the peers' inputs with hypothesis (derandomized, bounded).
 
-qBittorrent replies through QbittorrentClient and the QbittorrentSink's reports; MQTT
+qBittorrent replies through QbittorrentClient and the TorrentSink's reports; MQTT
 command payloads through a real broker into the MqttSink; environment values through
 load_settings (only ConfigError may come out).
 """
@@ -22,14 +22,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pia_mqtt import __version__
-from pia_mqtt.engine import utc_now
+from pia_mqtt.core.engine import utc_now
+from pia_mqtt.core.model import Command, Snapshot, Status, valid_port
 from pia_mqtt.errors import ConfigError, QbittorrentError
-from pia_mqtt.model import Command, Snapshot, Status, valid_port
-from pia_mqtt.mqtt import MqttSink
-from pia_mqtt.portfiles import data_document
-from pia_mqtt.qbittorrent import QbittorrentClient
-from pia_mqtt.qbtsink import QbittorrentSink
+from pia_mqtt.mqtt.sink import MqttSink
 from pia_mqtt.settings import Settings, load_settings
+from pia_mqtt.sinks.portfiles import data_document
+from pia_mqtt.torrent.qbittorrent import QbittorrentClient
+from pia_mqtt.torrent.sink import TorrentSink
 from tests.faults.conftest import FUZZ, NETWORK_FUZZ, json_scalars, json_values, ports
 from tests.fixtures.common import RecordingInbox, eventually
 from tests.fixtures.mosquitto import Broker, Recorder
@@ -133,7 +133,7 @@ def test_qbittorrent_replies_give_a_valid_port_or_a_qbittorrent_error(
     finally:
         client.close()
     inbox = RecordingInbox()
-    sink = QbittorrentSink(
+    sink = TorrentSink(
         QbittorrentClient(fake_qbt.url, username="admin", password="fuzz-password", timeout=5),
         inbox,
         check_interval=60,
@@ -161,7 +161,7 @@ def test_qbittorrent_reporting_port_zero_is_not_reported_as_its_port(fake_qbt: F
         "app/setPreferences": (200, b""),
     }
     inbox = RecordingInbox()
-    sink = QbittorrentSink(
+    sink = TorrentSink(
         QbittorrentClient(fake_qbt.url, username="admin", password=None, timeout=5),
         inbox,
         check_interval=60,

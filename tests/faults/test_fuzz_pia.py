@@ -19,12 +19,12 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from pia_mqtt.engine import utc_now
+from pia_mqtt.core.engine import utc_now
+from pia_mqtt.core.model import Command, GatewayTarget, valid_port
 from pia_mqtt.errors import PiaMqttError, PiaReplyError
-from pia_mqtt.lease import Lease, parse_signature_reply
-from pia_mqtt.model import Command, GatewayTarget, valid_port
-from pia_mqtt.pia import PiaClient
-from pia_mqtt.simulator import PiaSimulator, Reply
+from pia_mqtt.pia.client import PiaClient
+from pia_mqtt.pia.lease import Lease, parse_signature_reply
+from pia_mqtt.simulator.pia import PiaSimulator, Reply
 from tests.faults.conftest import FUZZ, NETWORK_FUZZ, build, json_scalars, json_values, ports
 from tests.fixtures.pia import SIM_PASS, SIM_USER
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from pia_mqtt.simulator import PiaSimulator
+from pia_mqtt.simulator.pia import PiaSimulator
 from tests.faults.conftest import Daemon, config_dir, daemon_env, start_daemon
 from tests.fixtures.common import eventually, free_port
 from tests.fixtures.mosquitto import Broker, Recorder

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from pia_mqtt.engine import utc_now
-from pia_mqtt.leasing import MAX_BACKOFF
-from pia_mqtt.model import EventKind, Status
-from pia_mqtt.simulator import (
+from pia_mqtt.core.engine import utc_now
+from pia_mqtt.core.model import EventKind, Status
+from pia_mqtt.pia.retry import MAX_BACKOFF
+from pia_mqtt.simulator.pia import (
     BAD_JSON,
     BAD_SIGNATURE,
     HTML_PAGE,

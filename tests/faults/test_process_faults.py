@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from pia_mqtt.model import valid_port
-from pia_mqtt.simulator import PiaSimulator
+from pia_mqtt.core.model import valid_port
+from pia_mqtt.simulator.pia import PiaSimulator
 from tests.faults.conftest import Daemon, base_env, config_dir, daemon_env, start_daemon
 from tests.fixtures.common import eventually
 from tests.fixtures.mosquitto import Broker, Recorder
@@ -172,8 +172,8 @@ def test_sigkill_then_restart_keeps_the_port_and_subscribers_see_the_last_will(
 # stops in the test above; within about a second here).
 _SIGNAL_STORM = """
 import signal, time
-from pia_mqtt.engine import Engine
-from pia_mqtt.model import SinkHealth, SyncState
+from pia_mqtt.core.engine import Engine
+from pia_mqtt.core.model import SinkHealth, SyncState
 engine = Engine()
 handled = 0
 def handler(signum, frame):

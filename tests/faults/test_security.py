@@ -19,11 +19,11 @@ from pathlib import Path
 
 import pytest
 
+from pia_mqtt.core.model import GatewayTarget
 from pia_mqtt.errors import PiaMqttError
-from pia_mqtt.lease import parse_signature_reply
-from pia_mqtt.model import GatewayTarget
-from pia_mqtt.pia import PiaClient
-from pia_mqtt.simulator import (
+from pia_mqtt.pia.client import PiaClient
+from pia_mqtt.pia.lease import parse_signature_reply
+from pia_mqtt.simulator.pia import (
     BAD_SIGNATURE,
     SERVER_ERROR,
     WRONG_CREDENTIALS,

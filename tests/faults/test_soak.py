@@ -3,7 +3,7 @@
 The PIA simulator runs in-process over real HTTPS, the files sink writes real files, and
 the MQTT and qBittorrent sinks are in-process stand-ins that keep only the latest snapshot
 during the cycles. At the end the real peers (mosquitto, qbittorrent-nox) get the final
-snapshot through the real MqttSink and QbittorrentSink, and everything must agree with the
+snapshot through the real MqttSink and TorrentSink, and everything must agree with the
 files. RSS and open file descriptors are measured after a warm-up and at the end.
 """
 
@@ -24,12 +24,10 @@ from pathlib import Path
 import pytest
 
 from pia_mqtt import __version__
-from pia_mqtt.engine import utc_now
-from pia_mqtt.model import Command, Event, EventKind, Snapshot, Status
-from pia_mqtt.mqtt import MqttSink
-from pia_mqtt.qbittorrent import QbittorrentClient
-from pia_mqtt.qbtsink import QbittorrentSink
-from pia_mqtt.simulator import (
+from pia_mqtt.core.engine import utc_now
+from pia_mqtt.core.model import Command, Event, EventKind, Snapshot, Status
+from pia_mqtt.mqtt.sink import MqttSink
+from pia_mqtt.simulator.pia import (
     BAD_SIGNATURE,
     BUSY,
     NOT_OK,
@@ -38,6 +36,8 @@ from pia_mqtt.simulator import (
     PiaSimulator,
     Reply,
 )
+from pia_mqtt.torrent.qbittorrent import QbittorrentClient
+from pia_mqtt.torrent.sink import TorrentSink
 from tests.faults.conftest import build
 from tests.fixtures.common import RecordingInbox, eventually
 from tests.fixtures.mosquitto import Broker, Recorder
@@ -249,7 +249,7 @@ def test_ten_thousand_keepalives_with_random_faults_end_bound_and_consistent(
     client = QbittorrentClient(
         qbittorrent.url, username=qbittorrent.user, password=qbittorrent.password
     )
-    qbt = QbittorrentSink(client, inbox, check_interval=60, clock=utc_now)
+    qbt = TorrentSink(client, inbox, check_interval=60, clock=utc_now)
     try:
         assert mqtt.wait_connected(10)
         mqtt.publish(final)

@@ -22,10 +22,10 @@ from urllib.parse import parse_qs, urlsplit
 
 from cryptography import x509
 
-from pia_mqtt.simcerts import leaf_context
+from pia_mqtt.simulator.certs import leaf_context
 
 if TYPE_CHECKING:
-    from pia_mqtt.simulator import PiaSimulator
+    from pia_mqtt.simulator.pia import PiaSimulator
 
 _JSON = "application/json"
 _HTML = "text/html; charset=utf-8"

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from pia_mqtt.atomic import atomic_write, ensure_folder
+from pia_mqtt.core.model import Event, Snapshot, iso_z, valid_port
 from pia_mqtt.errors import OutputError
-from pia_mqtt.model import Event, Snapshot, iso_z, valid_port
 from pia_mqtt.redact import describe
 
 log = logging.getLogger(__name__)

@@ -2,7 +2,7 @@
 
 ``ip -j`` (iproute2) when it works, else ``/proc/net/route`` and interface ioctls, where
 iproute2 is missing or has no JSON output, as on busybox images. Parsing is pure and lives
-in :mod:`pia_mqtt.routes`.
+in :mod:`pia_mqtt.gateway.routes`.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ import struct
 import subprocess
 from pathlib import Path
 
-from pia_mqtt import routes
-from pia_mqtt.routes import Address, Route
+from pia_mqtt.gateway import routes
+from pia_mqtt.gateway.routes import Address, Route
 
 log = logging.getLogger(__name__)
 

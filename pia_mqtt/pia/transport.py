@@ -1,11 +1,11 @@
 """The TLS transport to a PIA gateway: one verified connection pool per gateway.
 
 A gateway is reached by its IP and verified against PIA's CA only
-(:func:`pia_mqtt.tls.gateway_context`, never certifi, never unverified) and against its
+(:func:`pia_mqtt.pia.tls.gateway_context`, never certifi, never unverified) and against its
 server name, which may sit in the subjectAltName or only in the CN (urllib3 2.x would
-ignore the CN, so the name is matched here with :meth:`pia_mqtt.tls.PeerCert.matches`).
+ignore the CN, so the name is matched here with :meth:`pia_mqtt.pia.tls.PeerCert.matches`).
 :class:`GatewayAdapter` mounts that pool into a requests session (used by
-:class:`pia_mqtt.pia.PiaClient`).
+:class:`pia_mqtt.pia.client.PiaClient`).
 
 Importing this module also puts a redacting filter on urllib3's request logger, whose
 DEBUG lines carry the query string (token, payload, signature).
@@ -22,7 +22,7 @@ from urllib3.connection import HTTPSConnection
 from urllib3.connectionpool import HTTPSConnectionPool
 
 from pia_mqtt import redact
-from pia_mqtt.tls import PeerCert, gateway_context
+from pia_mqtt.pia.tls import PeerCert, gateway_context
 
 if TYPE_CHECKING:
     from pathlib import Path

@@ -2,12 +2,12 @@
 
 The token endpoint is a public site verified with the normal trust store (requests honours
 ``REQUESTS_CA_BUNDLE``). A gateway is reached by its IP and verified against PIA's CA only
-and against its server name (SAN or CN), over the transport in :mod:`pia_mqtt.piatransport`.
+and against its server name (SAN or CN), over the transport in :mod:`pia_mqtt.pia.transport`.
 
 Every library error is translated at this boundary into :mod:`pia_mqtt.errors`, with a
 message built here: requests puts the full URL, query string included, into its errors,
 and the query carries the token, payload and signature. Request detail is logged at DEBUG
-only, redacted; importing this module (through :mod:`pia_mqtt.piatransport`) also puts a
+only, redacted; importing this module (through :mod:`pia_mqtt.pia.transport`) also puts a
 redacting filter on urllib3's request logger, whose DEBUG lines carry the query string. One
 :class:`PiaClient` belongs to one thread (the engine's).
 """
@@ -29,13 +29,13 @@ from pia_mqtt.errors import (
     PiaTLSError,
     PiaUnavailableError,
 )
-from pia_mqtt.lease import Lease, parse_signature_reply
-from pia_mqtt.piatransport import GatewayAdapter, GatewayNameMismatch
+from pia_mqtt.pia.lease import Lease, parse_signature_reply
+from pia_mqtt.pia.transport import GatewayAdapter, GatewayNameMismatch
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from pia_mqtt.model import GatewayTarget
+    from pia_mqtt.core.model import GatewayTarget
 
 log = logging.getLogger(__name__)
 

@@ -34,7 +34,7 @@ DEMO_PASSWORD = "demo-password"  # noqa: S105 - the simulator's own throw-away a
 def demo_settings(settings: Settings, *, folder: Path, interval: int) -> Iterator[Settings]:
     """Start the simulator and yield settings that point the daemon at it."""
     try:
-        from pia_mqtt.simulator import PiaSimulator  # noqa: PLC0415 - cryptography only here
+        from pia_mqtt.simulator.pia import PiaSimulator  # noqa: PLC0415 - cryptography only here
     except ImportError as exc:
         raise DemoUnavailableError(
             "the demo needs the 'demo' extra (cryptography): pip install 'pia-mqtt[demo]'"

@@ -1,6 +1,6 @@
 """gluetun's control server: the client for its port-forward routes and the port reader.
 
-Pushing our port into gluetun's firewall is :mod:`pia_mqtt.gluetun_push`.
+Pushing our port into gluetun's firewall is :mod:`pia_mqtt.gluetun.push`.
 
 gluetun (``internal/server``, ``internal/portforward``; full notes in
 ``tests/fake_gluetun.py``): ``GET /v1/portforward`` -> ``{"port": N, "ports": [N]}``, port 0
@@ -22,8 +22,8 @@ import requests
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from pia_mqtt import redact
+from pia_mqtt.core.model import valid_port
 from pia_mqtt.errors import GluetunError
-from pia_mqtt.model import valid_port
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from typing import Literal, Self
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
-from pia_mqtt.model import Status
+from pia_mqtt.core.model import Status
 
 DEFAULT_TOPIC = "pia-mqtt"
 SUPPORT_URL = "https://github.com/pia-mqtt/pia-mqtt"

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from pia_mqtt import redact
+from pia_mqtt.core.model import Event, EventKind, Inbox, Snapshot, valid_port
 from pia_mqtt.errors import ConfigError
-from pia_mqtt.model import Event, EventKind, Inbox, Snapshot, valid_port
 from pia_mqtt.settings import SECRET_FIELDS
 
 if TYPE_CHECKING:

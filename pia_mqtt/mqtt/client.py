@@ -2,7 +2,7 @@
 
 :func:`build_client` turns the settings into a client (client id, MQTT_USER/MQTT_PASS, TLS,
 reconnect backoff) without connecting it; :func:`classify_press` tells what an inbound
-message on a command topic asks for. :class:`pia_mqtt.mqtt.MqttSink` owns the lifecycle.
+message on a command topic asks for. :class:`pia_mqtt.mqtt.sink.MqttSink` owns the lifecycle.
 """
 
 from __future__ import annotations
@@ -15,9 +15,10 @@ from typing import TYPE_CHECKING
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
-from pia_mqtt import discovery, redact
-from pia_mqtt.discovery import PRESS
+from pia_mqtt import redact
 from pia_mqtt.errors import MqttError
+from pia_mqtt.mqtt import discovery
+from pia_mqtt.mqtt.discovery import PRESS
 
 if TYPE_CHECKING:
     from pia_mqtt.settings import Settings

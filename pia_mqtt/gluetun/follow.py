@@ -11,9 +11,9 @@ import logging
 from datetime import timedelta
 from typing import Protocol
 
-from pia_mqtt.engine import Engine
+from pia_mqtt.core.engine import Engine
+from pia_mqtt.core.model import Command, EventKind, Status
 from pia_mqtt.errors import GluetunError
-from pia_mqtt.model import Command, EventKind, Status
 from pia_mqtt.redact import describe
 
 log = logging.getLogger(__name__)
@@ -24,7 +24,7 @@ CONFIRM_EVERY = timedelta(seconds=60)
 
 
 class PortReader(Protocol):
-    """pia_mqtt.gluetun.GluetunPortReader."""
+    """pia_mqtt.gluetun.client.GluetunPortReader."""
 
     def read(self) -> int | None:
         """The forwarded port, None while none is forwarded; raises GluetunError."""

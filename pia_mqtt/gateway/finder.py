@@ -1,9 +1,9 @@
 """Find the PIA gateway: read routes and addresses, probe candidates, watch for changes.
 
-:mod:`pia_mqtt.routes` decides which addresses are worth trying (pure); this module reads
-the system through :mod:`pia_mqtt.sysroutes` and probes every candidate at once. A
+:mod:`pia_mqtt.gateway.routes` decides which addresses are worth trying (pure); this module reads
+the system through :mod:`pia_mqtt.gateway.system` and probes every candidate at once. A
 candidate counts only if its API port completes a TLS handshake that chains to PIA's CA
-(:func:`pia_mqtt.tls.probe`); the certificate's name is learned from it unless
+(:func:`pia_mqtt.pia.tls.probe`); the certificate's name is learned from it unless
 ``PIA_HOSTNAME`` pins one.
 """
 
@@ -16,12 +16,12 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from pia_mqtt import routes
+from pia_mqtt.core.model import GatewayTarget
 from pia_mqtt.errors import GatewayNotFoundError
-from pia_mqtt.model import GatewayTarget
-from pia_mqtt.routes import Address, Candidate, Route
-from pia_mqtt.sysroutes import kernel_fingerprint, read_system_routes
-from pia_mqtt.tls import ProbeResult, Verdict, probe
+from pia_mqtt.gateway import routes
+from pia_mqtt.gateway.routes import Address, Candidate, Route
+from pia_mqtt.gateway.system import kernel_fingerprint, read_system_routes
+from pia_mqtt.pia.tls import ProbeResult, Verdict, probe
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence

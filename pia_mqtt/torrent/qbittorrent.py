@@ -21,13 +21,13 @@ from typing import Any
 import requests
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from pia_mqtt.core.model import valid_port
 from pia_mqtt.errors import (
     QbittorrentAuthError,
     QbittorrentBannedError,
     QbittorrentHostHeaderError,
     QbittorrentUnavailableError,
 )
-from pia_mqtt.model import valid_port
 from pia_mqtt.redact import describe, redact, register
 
 log = logging.getLogger(__name__)
@@ -46,7 +46,14 @@ class _Preferences(BaseModel):
 
 
 class QbittorrentClient:
-    """A small client for the endpoints a port sync needs; not thread-safe (one worker)."""
+    """A small client for the endpoints a port sync needs; not thread-safe (one worker).
+
+    Implements :class:`pia_mqtt.torrent.sink.TorrentClient`.
+    """
+
+    name = "qbittorrent"
+    label = "qBittorrent"
+    credentials = "QBITTORRENT_USER/QBITTORRENT_PASS"
 
     def __init__(
         self, host: str, *, username: str, password: str | None, timeout: float = 5.0

@@ -18,55 +18,16 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
-from typing import Protocol
 
-from pia_mqtt.engine import Engine
-from pia_mqtt.errors import (
-    GatewayNotFoundError,
-    OutputError,
-    PiaAuthError,
-    PiaMqttError,
-    PiaRefusedError,
-    PiaUnavailableError,
-)
-from pia_mqtt.lease import Lease, LeaseStore
-from pia_mqtt.model import Command, EventKind, GatewayTarget, Status
+from pia_mqtt.core.engine import Engine
+from pia_mqtt.core.model import Command, EventKind, GatewayTarget, Status
+from pia_mqtt.errors import GatewayNotFoundError, OutputError, PiaMqttError, PiaRefusedError
+from pia_mqtt.pia.interfaces import Finder, PiaApi
+from pia_mqtt.pia.lease import Lease, LeaseStore
+from pia_mqtt.pia.retry import PORT_LIFETIME, forget_gateway, retry_delay
 from pia_mqtt.redact import describe
 
 log = logging.getLogger(__name__)
-
-MAX_BACKOFF = 60.0
-FIRST_BACKOFF = 2.0
-# After this many failures in a row the gateway may have moved: detect it again.
-REDETECT_AFTER = 2
-# PIA deletes a port that has not been bound for 15 minutes.
-PORT_LIFETIME = timedelta(minutes=15)
-
-
-class PiaApi(Protocol):
-    """What the lease manager needs from PIA (pia_mqtt.pia.PiaClient)."""
-
-    def get_token(self) -> str:
-        """A fresh token (raises PiaAuthError, PiaUnavailableError, PiaReplyError)."""
-
-    def get_signature(self, gateway: GatewayTarget, token: str) -> Lease:
-        """A new payload+signature, i.e. a new port."""
-
-    def bind(self, gateway: GatewayTarget, lease: Lease) -> None:
-        """Bind (keep alive) the lease's port (raises PiaRefusedError when refused)."""
-
-    def close(self) -> None:
-        """Release connections."""
-
-
-class Finder(Protocol):
-    """What the lease manager needs from gateway detection (pia_mqtt.gateway)."""
-
-    def find(self) -> GatewayTarget:
-        """The gateway to use (raises GatewayNotFoundError)."""
-
-    def fingerprint(self) -> str:
-        """A cheap, local digest of routes and addresses; changes when the VPN moves."""
 
 
 class LeaseManager:
@@ -319,13 +280,8 @@ class LeaseManager:
     def _failed(self, exc: PiaMqttError) -> None:
         self._failures += 1
         message = describe(exc)
-        if isinstance(exc, PiaAuthError):
-            delay = MAX_BACKOFF
-        else:
-            delay = min(MAX_BACKOFF, FIRST_BACKOFF * 2 ** (self._failures - 1))
-        if isinstance(exc, GatewayNotFoundError) or (
-            isinstance(exc, PiaUnavailableError) and self._failures >= REDETECT_AFTER
-        ):
+        delay = retry_delay(exc, self._failures)
+        if forget_gateway(exc, self._failures):
             self._gateway = None
         if isinstance(exc, PiaRefusedError):
             self._drop_lease()

@@ -1,7 +1,7 @@
 """The engine: one thread owns the state, wakes on its inbox or the next timer.
 
 Sinks and paho's network thread never touch the state: they post to the inbox
-(:class:`~pia_mqtt.model.Inbox`). A *controller* (the PIA lease manager, or the gluetun
+(:class:`~pia_mqtt.core.model.Inbox`). A *controller* (the PIA lease manager, or the gluetun
 follower) decides what the port is and changes the snapshot through :meth:`Engine.update`;
 every change is handed to every sink, and a sink that fails never stops the others.
 """
@@ -18,10 +18,10 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from pia_mqtt.core.model import Command, Event, EventKind, Sink, SinkHealth, Snapshot, Status
+from pia_mqtt.core.timers import Timers
 from pia_mqtt.errors import PiaMqttError
-from pia_mqtt.model import Command, Event, EventKind, Sink, SinkHealth, Snapshot, Status
 from pia_mqtt.redact import describe
-from pia_mqtt.timers import Timers
 
 log = logging.getLogger(__name__)
 

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from pia_mqtt.atomic import atomic_write, ensure_folder
+from pia_mqtt.core.model import valid_port
 from pia_mqtt.errors import OutputError, PiaReplyError
-from pia_mqtt.model import valid_port
 
 log = logging.getLogger(__name__)
 

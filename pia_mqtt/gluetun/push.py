@@ -1,7 +1,7 @@
 """Push our PIA port into gluetun's firewall (PIA mode inside gluetun's network namespace).
 
 The sink only decides when to push and what to report; the HTTP calls are
-:class:`pia_mqtt.gluetun.GluetunClient`'s.
+:class:`pia_mqtt.gluetun.client.GluetunClient`'s.
 """
 
 from __future__ import annotations
@@ -11,16 +11,16 @@ import threading
 from typing import TYPE_CHECKING
 
 from pia_mqtt import redact
+from pia_mqtt.core.model import Event, EventKind, SinkHealth, SyncState, valid_port
 from pia_mqtt.errors import GluetunError
-from pia_mqtt.gluetun import GluetunAuthError, GluetunUnavailableError
-from pia_mqtt.model import Event, EventKind, SinkHealth, SyncState, valid_port
+from pia_mqtt.gluetun.client import GluetunAuthError, GluetunUnavailableError
 
 if TYPE_CHECKING:
     from collections.abc import Callable
     from datetime import datetime
 
-    from pia_mqtt.gluetun import GluetunClient
-    from pia_mqtt.model import Inbox, Snapshot
+    from pia_mqtt.core.model import Inbox, Snapshot
+    from pia_mqtt.gluetun.client import GluetunClient
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,10 @@
-"""The qBittorrent sink: keep qBittorrent's listening port equal to the forwarded port.
+"""The torrent sink: keep a torrent client's listening port equal to the forwarded port.
 
-The engine calls :meth:`QbittorrentSink.publish` and :meth:`QbittorrentSink.check` on its
+Client-neutral: it sees its client only through :class:`TorrentClient` (qBittorrent is
+:mod:`pia_mqtt.torrent.qbittorrent`); each configured client gets a sink of its own, with
+its own health entry in the state (named by ``client.name``).
+
+The engine calls :meth:`TorrentSink.publish` and :meth:`TorrentSink.check` on its
 own thread; both only record the wanted port and wake this sink's worker thread, which
 does all HTTP. Pending work coalesces: only the latest wanted port matters. After every
 attempt the worker reports the sink's health to the engine's inbox and emits an event when
@@ -9,8 +13,8 @@ it changed the port or when a new kind of failure starts.
 Wrong credentials latch: nothing is sent to qBittorrent until ``auth_retry`` has passed on
 the injected clock, and after ``max_failed_logins`` refused logins the sink stops logging
 in altogether. qBittorrent 4.x/5.x ban an IP after 5 refused logins and never forget a
-failure until a successful login or the ban, so a daemon retrying forever would lock the
-user out of their own Web UI.
+failure until a successful login or the ban (Transmission may lock its RPC for everyone
+after 100), so a daemon retrying forever would lock the user out of their own client.
 """
 
 from __future__ import annotations
@@ -18,37 +22,57 @@ from __future__ import annotations
 import logging
 import threading
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
-from pia_mqtt.errors import (
-    QbittorrentAuthError,
-    QbittorrentBannedError,
-    QbittorrentError,
-)
-from pia_mqtt.model import Event, EventKind, Inbox, SinkHealth, Snapshot, SyncState, valid_port
+from pia_mqtt.core.model import Event, EventKind, Inbox, SinkHealth, Snapshot, SyncState, valid_port
+from pia_mqtt.errors import TorrentAuthError, TorrentBannedError, TorrentClientError
 from pia_mqtt.redact import describe
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from pia_mqtt.qbittorrent import QbittorrentClient
-
 log = logging.getLogger(__name__)
 
-NAME = "qbittorrent"
 # Refused logins per pia-mqtt process. qBittorrent bans at 5 and keeps counting across our
 # restarts, so 2 leaves room for one restart of pia-mqtt and a typo in a browser.
 DEFAULT_MAX_FAILED_LOGINS = 2
 
 
-class QbittorrentSink:
-    """Mirror the forwarded port into qBittorrent from a worker thread (owns the client)."""
+class TorrentClient(Protocol):
+    """What the sink needs from a torrent client; used from the sink's worker thread only.
 
-    name = NAME
+    Errors are :class:`~pia_mqtt.errors.TorrentClientError` subclasses: ``TorrentAuthError``
+    (refused credentials, counted in ``failed_logins``), ``TorrentBannedError`` (locked
+    out), anything else is transient.
+    """
+
+    name: str
+    """The sink's name and state key (``qbittorrent``); events are ``<name>_synced`` etc."""
+    label: str
+    """The client's name for people (``qBittorrent``)."""
+    credentials: str
+    """The variables to fix when credentials are refused (``QBITTORRENT_USER/...``)."""
+
+    @property
+    def failed_logins(self) -> int:
+        """Logins refused for wrong credentials since the last successful one."""
+
+    def listen_port(self) -> int:
+        """The port the client is set to listen on now (may be 0 or junk: it is checked)."""
+
+    def set_listen_port(self, port: int) -> int:
+        """Set the listening port and return what the client reports back."""
+
+    def close(self) -> None:
+        """Release connections."""
+
+
+class TorrentSink:
+    """Mirror the forwarded port into one torrent client from a worker thread (owns it)."""
 
     def __init__(
         self,
-        client: QbittorrentClient,
+        client: TorrentClient,
         inbox: Inbox,
         *,
         check_interval: float,
@@ -58,6 +82,10 @@ class QbittorrentSink:
         close_timeout: float = 2.0,
     ) -> None:
         self._client = client
+        self.name = client.name
+        self._label = client.label
+        self._synced_kind = EventKind(f"{client.name}_synced")
+        self._failed_kind = EventKind(f"{client.name}_failed")
         self._inbox = inbox
         self._check_interval = float(check_interval)
         self._clock = clock
@@ -77,18 +105,18 @@ class QbittorrentSink:
         self._failure: tuple[SyncState, str] | None = None
         self._retry_at: datetime | None = None
         self._gave_up = False
-        self._thread = threading.Thread(target=self._run, name="qbittorrent-sink", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=f"{client.name}-sink", daemon=True)
         self._thread.start()
 
     @property
     def check_interval(self) -> float:
-        """Seconds between drift checks (QBITTORRENT_CHECK_INTERVAL)."""
+        """Seconds between drift checks (QBITTORRENT_CHECK_INTERVAL for every client)."""
         return self._check_interval
 
     def publish(self, snapshot: Snapshot) -> None:
         """Queue setting the snapshot's port if qBittorrent is not known to have it."""
         if not valid_port(snapshot.port):
-            return  # the VPN is still starting: never hand qBittorrent port 0
+            return  # the VPN is still starting: never hand the client port 0
         with self._cond:
             self._wanted = snapshot.port
             if snapshot.port != self._confirmed:
@@ -121,7 +149,7 @@ class QbittorrentSink:
         if self._thread.is_alive():
             # Shutdown must stay fast: the daemon thread finishes its request (bounded by
             # the client's timeout) and closes the client itself.
-            log.warning("qBittorrent worker still busy at shutdown; not waiting for it")
+            log.warning("%s worker still busy at shutdown; not waiting for it", self._label)
 
     def _run(self) -> None:
         try:
@@ -142,7 +170,7 @@ class QbittorrentSink:
             if wanted is not None:
                 self._sync(wanted)
         except Exception:  # a bug must not kill the worker and freeze the sink
-            log.exception("qBittorrent sink: unexpected error")
+            log.exception("%s sink: unexpected error", self._label)
         finally:
             with self._cond:
                 self._busy = False
@@ -160,16 +188,16 @@ class QbittorrentSink:
                 return
             try:
                 confirmed = self._client.set_listen_port(wanted)
-            except (QbittorrentAuthError, QbittorrentBannedError):
+            except (TorrentAuthError, TorrentBannedError):
                 raise
-            except QbittorrentError as exc:
+            except TorrentClientError as exc:
                 self._failed(SyncState.OUT_OF_SYNC, exc, wanted)
                 return
             self._set_confirmed(confirmed)
             self._succeeded(confirmed, previous=current)
-        except (QbittorrentAuthError, QbittorrentBannedError) as exc:
+        except (TorrentAuthError, TorrentBannedError) as exc:
             self._auth_failed(exc, wanted)
-        except QbittorrentError as exc:
+        except TorrentClientError as exc:
             self._failed(SyncState.UNREACHABLE, exc, wanted)
 
     def _latched(self) -> bool:
@@ -177,17 +205,17 @@ class QbittorrentSink:
         if not self._gave_up and (self._retry_at is None or self._clock() >= self._retry_at):
             return False
         if self._health is not None:
-            self._inbox.report(NAME, self._health)
+            self._inbox.report(self.name, self._health)
         return True
 
     def _set_confirmed(self, port: int) -> None:
-        # qBittorrent may report 0 (random_port) or junk: only a valid port is "confirmed".
+        # A client may report 0 (random port) or junk: only a valid port is "confirmed".
         with self._cond:
             self._confirmed = port if valid_port(port) else None
 
     def _report(self, health: SinkHealth) -> None:
         self._health = health
-        self._inbox.report(NAME, health)
+        self._inbox.report(self.name, health)
 
     def _succeeded(self, port: int, *, previous: int | None) -> None:
         recovered = self._failure is not None
@@ -197,11 +225,11 @@ class QbittorrentSink:
         self._last_sync = now
         self._report(SinkHealth(state=SyncState.IN_SYNC, port=port, last_sync=now))
         if previous is not None:
-            message = f"qBittorrent listen port set to {port} (was {previous})"
+            message = f"{self._label} listen port set to {port} (was {previous})"
             log.info("%s", message)
             self._inbox.emit(
                 Event(
-                    kind=EventKind.QBITTORRENT_SYNCED,
+                    kind=self._synced_kind,
                     at=now,
                     message=message,
                     port=port,
@@ -209,9 +237,9 @@ class QbittorrentSink:
                 )
             )
         elif recovered:
-            log.info("qBittorrent is in sync again: it listens on port %s", port)
+            log.info("%s is in sync again: it listens on port %s", self._label, port)
 
-    def _failed(self, state: SyncState, exc: QbittorrentError, wanted: int) -> None:
+    def _failed(self, state: SyncState, exc: TorrentClientError, wanted: int) -> None:
         self._fail(state, describe(exc), type(exc).__name__, wanted)
 
     def _fail(
@@ -224,13 +252,13 @@ class QbittorrentSink:
         )
         key = (state, kind)
         if key == self._failure:
-            log.debug("qBittorrent still failing: %s", message)
+            log.debug("%s still failing: %s", self._label, message)
             return
         self._failure = key
         log.log(level if level is not None else logging.WARNING, "%s", message)
         self._inbox.emit(
             Event(
-                kind=EventKind.QBITTORRENT_FAILED,
+                kind=self._failed_kind,
                 at=self._clock(),
                 message=message,
                 port=wanted,
@@ -238,17 +266,17 @@ class QbittorrentSink:
             )
         )
 
-    def _auth_failed(self, exc: QbittorrentError, wanted: int) -> None:
+    def _auth_failed(self, exc: TorrentClientError, wanted: int) -> None:
         message = describe(exc)
-        if isinstance(exc, QbittorrentBannedError):
-            kind = "banned"  # a banned login is not counted by qBittorrent: retry later
+        if isinstance(exc, TorrentBannedError):
+            kind = "banned"  # a banned login is not counted by the client: retry later
             self._retry_at = self._clock() + self._auth_retry
         elif self._client.failed_logins >= self._max_failed_logins:
             kind = "gave_up"
             self._gave_up = True
             message += (
                 f"; gave up after {self._client.failed_logins} refused logins so that "
-                "qBittorrent does not ban this IP: fix QBITTORRENT_USER/QBITTORRENT_PASS "
+                f"{self._label} does not lock this IP out: fix {self._client.credentials} "
                 "and restart pia-mqtt"
             )
         else:

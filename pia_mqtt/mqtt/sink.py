@@ -11,12 +11,12 @@ returns. Publishing the current state from ``on_connect`` would let those stale 
 overwrite it; the SUBACK is handled after that re-send, so what we publish then is last.
 
 Threads: paho's network thread runs the callbacks and only enqueues commands to the engine
-(:class:`~pia_mqtt.model.Inbox`). ``publish``, ``event`` and ``check`` (engine thread) never
+(:class:`~pia_mqtt.core.model.Inbox`). ``publish``, ``event`` and ``check`` (engine thread) never
 block; only ``close``, ``flush`` and ``wait_connected`` wait, always bounded. A
 ``threading.Timer`` re-sends discovery ~2 s after Home Assistant's birth message, so paho's
 thread never waits.
 
-Building the client and reading button presses live in :mod:`pia_mqtt.mqttclient`.
+Building the client and reading button presses live in :mod:`pia_mqtt.mqtt.client`.
 """
 
 from __future__ import annotations
@@ -25,17 +25,19 @@ import json
 import logging
 import threading
 import time
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from datetime import datetime
+from typing import TYPE_CHECKING
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import MQTTErrorCode
 
-from pia_mqtt import discovery, redact
-from pia_mqtt.discovery import OFFLINE, ONLINE, QOS, Topics
+from pia_mqtt import redact
+from pia_mqtt.core.model import Command, Event, Inbox, Snapshot, SyncState, valid_port
 from pia_mqtt.errors import MqttError
-from pia_mqtt.model import Command, Event, Inbox, SinkHealth, Snapshot, SyncState, valid_port
-from pia_mqtt.mqttclient import MAX_RECONNECT_DELAY, Inbound, build_client, classify_press
+from pia_mqtt.mqtt import discovery
+from pia_mqtt.mqtt.client import Inbound, build_client, classify_press
+from pia_mqtt.mqtt.discovery import OFFLINE, ONLINE, QOS, Topics
+from pia_mqtt.mqtt.health import MqttHealth, redacted_json, utcnow
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -52,22 +54,6 @@ CLOSE_TIMEOUT = 2.0
 _AUTH_REASONS = {134, 135}  # Bad user name or password, Not authorized (3.1.1 codes 4, 5)
 
 
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-def _redacted(value: Any) -> Any:
-    # Redact every string inside the document rather than the JSON text, so that escaping
-    # cannot hide a secret from redact() and the result stays valid JSON.
-    if isinstance(value, str):
-        return redact.redact(value)
-    if isinstance(value, dict):
-        return {k: _redacted(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_redacted(v) for v in value]
-    return value
-
-
 class MqttSink:
     """Publishes snapshots and events, and turns button presses into engine commands."""
 
@@ -80,7 +66,7 @@ class MqttSink:
         *,
         qbittorrent_enabled: bool,
         version: str,
-        clock: Callable[[], datetime] = _utcnow,
+        clock: Callable[[], datetime] = utcnow,
         birth_delay: float = BIRTH_DELAY,
     ) -> None:
         if settings.mqtt_host is None:
@@ -91,7 +77,6 @@ class MqttSink:
                 raise MqttError(f"{var}: must be a plain topic without + or # (got {value!r})")
         self._settings = settings
         self._inbox = inbox
-        self._clock = clock
         self._birth_delay = birth_delay
         self._topics = Topics(topic)
         self._birth_topic = f"{prefix}/status"
@@ -114,8 +99,9 @@ class MqttSink:
         self._pending: list[paho.MQTTMessageInfo] = []
         self._timer: threading.Timer | None = None
         self._subscribe_mid: int | None = None
-        self._health: tuple[SyncState, str | None] | None = None
-        self._problem: str | None = None
+        self._health = MqttHealth(
+            inbox, f"MQTT broker {settings.mqtt_host}:{settings.mqtt_port}", clock=clock
+        )
 
     def _make_client(self, s: Settings) -> paho.Client:
         client = build_client(s)
@@ -150,7 +136,9 @@ class MqttSink:
             if not self._online or self._closing:
                 log.debug("MQTT not connected: event %s not published", event.kind.value)
                 return
-            self._send(self._topics.events, json.dumps(_redacted(event.to_json())), retain=False)
+            self._send(
+                self._topics.events, json.dumps(redacted_json(event.to_json())), retain=False
+            )
 
     def check(self, snapshot: Snapshot) -> None:
         """Heartbeat: re-send the state so HA's ``expire_after`` only fires on a hung engine."""
@@ -158,7 +146,7 @@ class MqttSink:
 
     @property
     def check_interval(self) -> float | None:
-        """Once per keep-alive interval (see :func:`pia_mqtt.discovery.expire_after`)."""
+        """Once per keep-alive interval (see :func:`pia_mqtt.mqtt.discovery.expire_after`)."""
         return float(self._interval)
 
     @property
@@ -227,7 +215,7 @@ class MqttSink:
         if valid_port(snapshot.port):
             self._send(self._topics.port, str(snapshot.port), retain=True)
         self._send(self._topics.status, snapshot.status.value, retain=True)
-        state = json.dumps(_redacted(snapshot.to_json()))
+        state = json.dumps(redacted_json(snapshot.to_json()))
         self._send(self._topics.state, state, retain=True)
 
     def _announce(self, *, after_birth: bool = False) -> None:
@@ -243,8 +231,7 @@ class MqttSink:
             log.info("re-sent discovery and state after Home Assistant came online")
             return
         self._announced.set()
-        self._problem = None
-        self._set_health(SyncState.IN_SYNC, None)
+        self._health.connected()
 
     # --- paho callbacks (network thread: never block here) -------------------------------
 
@@ -254,9 +241,9 @@ class MqttSink:
         if reason.is_failure:
             if reason.value in _AUTH_REASONS:
                 problem = f"the broker refused MQTT_USER/MQTT_PASS ({reason})"
-                self._report_problem(problem, SyncState.AUTH_FAILED)
+                self._health.problem(problem, SyncState.AUTH_FAILED)
             else:
-                self._report_problem(f"the broker refused the connection ({reason})")
+                self._health.problem(f"the broker refused the connection ({reason})")
             return
         log.info(
             "connected to MQTT broker %s:%d", self._settings.mqtt_host, self._settings.mqtt_port
@@ -277,7 +264,7 @@ class MqttSink:
         self._announce()
 
     def _on_connect_fail(self, _c: object, _u: object) -> None:
-        self._report_problem(
+        self._health.problem(
             "cannot connect (is the broker running, are MQTT_HOST/MQTT_PORT/MQTT_TLS right?)"
         )
 
@@ -289,7 +276,7 @@ class MqttSink:
             closing = self._closing
         self._announced.clear()
         if not closing and was_online:
-            self._report_problem(f"lost the connection ({reason})")
+            self._health.problem(f"lost the connection ({reason})")
 
     def _on_message(self, _c: object, _u: object, msg: paho.MQTTMessage) -> None:
         try:
@@ -322,24 +309,3 @@ class MqttSink:
             )
             self._timer.daemon = True
             self._timer.start()
-
-    # --- health ------------------------------------------------------------------------
-
-    def _report_problem(self, problem: str, state: SyncState = SyncState.UNREACHABLE) -> None:
-        where = f"MQTT broker {self._settings.mqtt_host}:{self._settings.mqtt_port}"
-        if problem != self._problem:
-            # One line per distinct problem; the retries that follow are logged at DEBUG.
-            log.warning(
-                "%s: %s; retrying with backoff (at most %d s)", where, problem, MAX_RECONNECT_DELAY
-            )
-            self._problem = problem
-        else:
-            log.debug("%s: %s", where, problem)
-        self._set_health(state, f"{where}: {problem}")
-
-    def _set_health(self, state: SyncState, error: str | None) -> None:
-        if self._health == (state, error):
-            return
-        self._health = (state, error)
-        last_sync = self._clock() if state is SyncState.IN_SYNC else None
-        self._inbox.report(self.name, SinkHealth(state, last_sync=last_sync, error=error))

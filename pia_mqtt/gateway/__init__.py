@@ -1,0 +1,1 @@
+"""Finding the PIA gateway: candidate ranking (pure), reading the system, probing."""

@@ -1,0 +1,1 @@
+"""gluetun's control server: the client, pushing our port, following its port."""

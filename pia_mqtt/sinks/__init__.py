@@ -1,0 +1,1 @@
+"""Local sinks: the port files and the port-change hook."""

@@ -1,0 +1,1 @@
+"""Torrent clients: one client-neutral sink and one module per client."""

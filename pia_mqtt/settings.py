@@ -24,7 +24,14 @@ PIA_TOKEN_URL = "https://www.privateinternetaccess.com/api/client/v2/token"  # n
 # PIA drops a forwarded port that is not re-bound within 15 minutes.
 MAX_REFRESH_INTERVAL = 900
 DEFAULT_GLUETUN_URL = "http://127.0.0.1:8000"
-SECRET_FIELDS = ("pia_pass", "qbittorrent_pass", "mqtt_pass", "gluetun_api_key")
+SECRET_FIELDS = (
+    "pia_pass",
+    "qbittorrent_pass",
+    "transmission_pass",
+    "deluge_pass",
+    "mqtt_pass",
+    "gluetun_api_key",
+)
 
 
 class PortSource(StrEnum):
@@ -75,6 +82,14 @@ class Settings(BaseModel):
     qbittorrent_pass: SecretStr | None = None
     qbittorrent_pass_file: Path | None = None
     qbittorrent_check_interval: int = Field(default=60, ge=1)
+    # Transmission and Deluge (the Web UI); QBITTORRENT_CHECK_INTERVAL paces their checks too
+    transmission_url: str | None = None
+    transmission_user: str | None = None
+    transmission_pass: SecretStr | None = None
+    transmission_pass_file: Path | None = None
+    deluge_url: str | None = None
+    deluge_pass: SecretStr | None = None
+    deluge_pass_file: Path | None = None
     # MQTT
     mqtt_host: str | None = None
     mqtt_port: Port = 1883
@@ -174,10 +189,17 @@ def _read_secret_files(values: Settings, problems: list[str]) -> dict[str, Secre
     return resolved
 
 
+_URL_EXAMPLES = {
+    "TRANSMISSION_URL": "http://transmission:9091/transmission/rpc",
+    "DELUGE_URL": "http://deluge:8112/json",
+}
+
+
 def _url_problem(name: str, url: str) -> str | None:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        return f"{name}: must be an http:// or https:// URL such as http://qbittorrent:8080"
+        example = _URL_EXAMPLES.get(name, "http://qbittorrent:8080")
+        return f"{name}: must be an http:// or https:// URL such as {example}"
     return None
 
 
@@ -197,11 +219,20 @@ def _cross_checks(s: Settings, *, require_credentials: bool) -> list[str]:
         problems.append(f"PIA_CA_CERT: no such file {s.pia_ca_cert}")
     for name, url in (
         ("QBITTORRENT_HOST", s.qbittorrent_host),
+        ("TRANSMISSION_URL", s.transmission_url),
+        ("DELUGE_URL", s.deluge_url),
         ("GLUETUN_CONTROL_URL", s.gluetun_control_url),
         ("PIA_TOKEN_URL", s.pia_token_url),
     ):
         if url is not None and (problem := _url_problem(name, url)):
             problems.append(problem)
+    if s.deluge_url is not None and s.deluge_pass is None:
+        problems.append(
+            "DELUGE_PASS: required with DELUGE_URL (or DELUGE_PASS_FILE): the Web UI's "
+            "password, 'deluge' until it is changed"
+        )
+    if s.transmission_pass is not None and s.transmission_user is None:
+        problems.append("TRANSMISSION_USER: required when TRANSMISSION_PASS is set")
     return problems + _mqtt_checks(s)
 
 

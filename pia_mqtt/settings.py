@@ -231,8 +231,6 @@ def _cross_checks(s: Settings, *, require_credentials: bool) -> list[str]:
             "DELUGE_PASS: required with DELUGE_URL (or DELUGE_PASS_FILE): the Web UI's "
             "password, 'deluge' until it is changed"
         )
-    if s.transmission_pass is not None and s.transmission_user is None:
-        problems.append("TRANSMISSION_USER: required when TRANSMISSION_PASS is set")
     return problems + _mqtt_checks(s)
 
 

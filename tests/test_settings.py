@@ -16,7 +16,14 @@ from pia_mqtt import settings as settings_module
 from pia_mqtt.errors import ConfigError
 from pia_mqtt.settings import Settings, bundled_pia_ca, load_settings
 
-SECRET_VARIABLES = ("PIA_PASS", "QBITTORRENT_PASS", "MQTT_PASS", "GLUETUN_API_KEY")
+SECRET_VARIABLES = (
+    "PIA_PASS",
+    "QBITTORRENT_PASS",
+    "TRANSMISSION_PASS",
+    "DELUGE_PASS",
+    "MQTT_PASS",
+    "GLUETUN_API_KEY",
+)
 # sha256 of PIA's published ca.rsa.4096.crt (manual-connections), as bundled.
 PIA_CA_SHA256 = "32e9b1d1433ea97614f2a14c6e358e3f57c0570cc9f6b2ee812699ba696c66ab"
 CREDENTIALS = {"PIA_USER": "p1234567", "PIA_PASS": "hunter2-pia-secret"}
@@ -332,6 +339,26 @@ def test_several_cross_check_problems_come_in_one_error(monkeypatch: pytest.Monk
     assert expected == [p.split(":", 1)[0] for p in problems]
 
 
+def test_transmission_and_deluge_urls_are_checked_and_deluge_needs_its_password(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Bad URLs name their variable with an example; DELUGE_URL alone asks for DELUGE_PASS."""
+    problems = problems_of(
+        monkeypatch,
+        {
+            **CREDENTIALS,
+            "TRANSMISSION_URL": "transmission:9091",
+            "DELUGE_URL": "http://deluge:8112",
+        },
+    )
+    assert [
+        "TRANSMISSION_URL: must be an http:// or https:// URL such as "
+        "http://transmission:9091/transmission/rpc",
+        "DELUGE_PASS: required with DELUGE_URL (or DELUGE_PASS_FILE): the Web UI's password, "
+        "'deluge' until it is changed",
+    ] == problems
+
+
 def test_several_parse_problems_come_in_one_error(monkeypatch: pytest.MonkeyPatch) -> None:
     """Several unparsable values are all listed in one ConfigError, each naming its variable."""
     problems = problems_of(
@@ -512,6 +539,8 @@ def test_masked_shows_every_setting_but_no_secret(
     expected_shown = {
         "PIA_PASS": "***",
         "QBITTORRENT_PASS": "***",
+        "TRANSMISSION_PASS": None,
+        "DELUGE_PASS": None,
         "MQTT_PASS": "***",
         "GLUETUN_API_KEY": None,
         "PIA_USER": "p1234567",

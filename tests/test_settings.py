@@ -351,11 +351,11 @@ def test_transmission_and_deluge_urls_are_checked_and_deluge_needs_its_password(
             "DELUGE_URL": "http://deluge:8112",
         },
     )
+    url = "http://transmission:9091/transmission/rpc"
+    password = "the Web UI's password, 'deluge' until it is changed"
     assert [
-        "TRANSMISSION_URL: must be an http:// or https:// URL such as "
-        "http://transmission:9091/transmission/rpc",
-        "DELUGE_PASS: required with DELUGE_URL (or DELUGE_PASS_FILE): the Web UI's password, "
-        "'deluge' until it is changed",
+        f"TRANSMISSION_URL: must be an http:// or https:// URL such as {url}",
+        f"DELUGE_PASS: required with DELUGE_URL (or DELUGE_PASS_FILE): {password}",
     ] == problems
 
 

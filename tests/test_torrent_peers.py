@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pia_mqtt.core.model import EventKind, SinkHealth, SyncState
+from pia_mqtt.core.model import EventKind, SinkHealth, Snapshot, Status, SyncState
 from pia_mqtt.torrent.deluge import DelugeClient
 from pia_mqtt.torrent.sink import DEFAULT_MAX_FAILED_LOGINS, TorrentSink
 from pia_mqtt.torrent.transmission import TransmissionClient
@@ -143,6 +143,27 @@ def test_restart_on_another_port_is_repaired_by_the_next_check(
         last.data["previous_port"],
     )
     assert inbox.health.state == SyncState.IN_SYNC
+
+
+def test_a_tunnel_change_makes_the_client_open_a_new_listening_socket(
+    make_peer: Callable[..., Peer], inbox: RecordingInbox
+) -> None:
+    """Same port after a tunnel change (tunnel_epoch bumped): a new socket, still in sync."""
+    peer = make_peer()
+    sink = sink_for(peer, peer.peer.password, inbox, FakeClock())
+    try:
+        run(sink, "publish", WANTED)
+        before = peer.peer.ns.listening_sockets()[WANTED]
+        run(sink, "check", WANTED)  # an ordinary check leaves the socket alone
+        assert before == peer.peer.ns.listening_sockets()[WANTED]
+        sink.publish(Snapshot(status=Status.ACTIVE, updated_at=T0, port=WANTED, tunnel_epoch=1))
+        assert sink.drain(15)
+    finally:
+        sink.close()
+    after = peer.peer.ns.listening_sockets()
+    assert WANTED in after
+    assert before != after[WANTED]
+    assert (SyncState.IN_SYNC, WANTED) == (inbox.health.state, inbox.health.port)
 
 
 def test_wrong_password_is_latched_after_two_refused_logins(

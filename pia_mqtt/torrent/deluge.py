@@ -96,6 +96,15 @@ class DelugeClient:
         log.debug("Deluge confirmed listen port %s", port)
         return confirmed
 
+    def reapply_listen_port(self, port: int) -> int:
+        """Make libtorrent open its listen socket again on the same ``port`` (tunnel change).
+
+        An unchanged ``listen_ports`` is not applied again, so this sets a neighbour and then
+        ``port`` again, as for qBittorrent.
+        """
+        self.set_listen_port(port + 1 if port < 65535 else port - 1)
+        return self.set_listen_port(port)
+
     def close(self) -> None:
         """Close the HTTP session (its pooled connections)."""
         self._session.close()

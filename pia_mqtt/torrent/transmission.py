@@ -111,6 +111,15 @@ class TransmissionClient:
         log.debug("Transmission at %s confirmed peer port %s", self._target.url, port)
         return confirmed
 
+    def reapply_listen_port(self, port: int) -> int:
+        """Open Transmission's peer socket again on the same ``port`` (after a tunnel change).
+
+        Setting an unchanged peer port does nothing, so this sets a neighbour and then
+        ``port`` again: Transmission closes its socket and binds a new one each time.
+        """
+        self.set_listen_port(port + 1 if port < 65535 else port - 1)
+        return self.set_listen_port(port)
+
     def close(self) -> None:
         """Close the HTTP session (its pooled connections)."""
         self._session.close()

@@ -259,8 +259,10 @@ def test_compose_passes_every_secret_through_a_file(compose: dict[str, Any]) -> 
     assert set(env) <= KNOWN_ENV | {f"{s}_FILE" for s in SECRET_ENV} | {"TZ"}
     assert SECRET_ENV & set(env) == set()
     files = {k: v for k, v in env.items() if k.endswith("_FILE")}
-    assert files == {f"{s}_FILE": f"/run/secrets/{s.lower()}" for s in SECRET_ENV}
-    assert set(service["secrets"]) == {s.lower() for s in SECRET_ENV}
+    # The example stack runs qBittorrent; docs/deployment.md adds Transmission and Deluge.
+    used = SECRET_ENV - {"TRANSMISSION_PASS", "DELUGE_PASS"}
+    assert files == {f"{s}_FILE": f"/run/secrets/{s.lower()}" for s in used}
+    assert set(service["secrets"]) == {s.lower() for s in used}
     assert set(service["secrets"]) <= set(compose["secrets"])
     assert all(not str(v["file"]).startswith("/") for v in compose["secrets"].values())
 
@@ -390,6 +392,13 @@ SCENARIOS: dict[str, dict[str, Any]] = {
             "host": "http://qbittorrent:8080",
             "password": "qb-secret",
         },
+        "transmission": {
+            "enabled": True,
+            "url": "http://transmission:9091/transmission/rpc",
+            "user": "tr",
+            "password": "tr-secret",
+        },
+        "deluge": {"enabled": True, "url": "http://deluge:8112/json", "password": "de-secret"},
         "mqtt": {"enabled": True, "host": "mosquitto", "user": "pia", "password": "mqtt-secret"},
         "gluetun": {"controlUrl": "http://127.0.0.1:8000", "apiKey": "gluetun-secret"},
         "multus": {"enabled": True, "networkName": "pia-vlan"},
@@ -504,6 +513,8 @@ def test_helm_full_values_wire_every_integration(helm: dict[str, Any]) -> None:
     assert objects["Secret"]["stringData"] == {
         "PIA_PASS": "pia-secret",
         "QBITTORRENT_PASS": "qb-secret",
+        "TRANSMISSION_PASS": "tr-secret",
+        "DELUGE_PASS": "de-secret",
         "MQTT_PASS": "mqtt-secret",
         "GLUETUN_API_KEY": "gluetun-secret",
     }
@@ -514,6 +525,9 @@ def test_helm_full_values_wire_every_integration(helm: dict[str, Any]) -> None:
         for k in (
             "PIA_GATEWAY",
             "QBITTORRENT_HOST",
+            "TRANSMISSION_URL",
+            "TRANSMISSION_USER",
+            "DELUGE_URL",
             "MQTT_HOST",
             "MQTT_USER",
             "GLUETUN_CONTROL_URL",
@@ -522,6 +536,9 @@ def test_helm_full_values_wire_every_integration(helm: dict[str, Any]) -> None:
     } == {
         "PIA_GATEWAY": "10.0.0.1",
         "QBITTORRENT_HOST": "http://qbittorrent:8080",
+        "TRANSMISSION_URL": "http://transmission:9091/transmission/rpc",
+        "TRANSMISSION_USER": "tr",
+        "DELUGE_URL": "http://deluge:8112/json",
         "MQTT_HOST": "mosquitto",
         "MQTT_USER": "pia",
         "GLUETUN_CONTROL_URL": "http://127.0.0.1:8000",
@@ -530,7 +547,16 @@ def test_helm_full_values_wire_every_integration(helm: dict[str, Any]) -> None:
     # No secret value leaks into anything but the Secret.
     others = json.dumps([o for o in objects.values() if o["kind"] != "Secret"])
     assert [
-        s for s in ("pia-secret", "qb-secret", "mqtt-secret", "gluetun-secret") if s in others
+        s
+        for s in (
+            "pia-secret",
+            "qb-secret",
+            "tr-secret",
+            "de-secret",
+            "mqtt-secret",
+            "gluetun-secret",
+        )
+        if s in others
     ] == []
 
 

@@ -5,8 +5,11 @@ The sink contract (set, drift, latch, down at start) is in tests/test_torrent_pe
 
 from __future__ import annotations
 
+import http.server
+import json
 import logging
-from typing import TYPE_CHECKING
+import threading
+from typing import TYPE_CHECKING, ClassVar
 
 import pytest
 
@@ -97,3 +100,46 @@ def test_ports_outside_range_are_refused_before_any_request(port: int) -> None:
 def test_a_url_without_json_gets_it(given: str, used: str) -> None:
     """DELUGE_URL may be given as the Web UI's address alone."""
     assert used == json_url(given)
+
+
+class _NoDaemonMethods(http.server.BaseHTTPRequestHandler):
+    """A Web UI that says it is connected but knows no core.* method (code 2).
+
+    The real deluge-web shows this only for a moment after it connects to its daemon (its
+    method list arrives later), too briefly to test against.
+    """
+
+    ids: ClassVar[list[int]] = []
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        self.ids.append(body["id"])
+        if body["method"].startswith("core."):
+            reply = {"result": None, "error": {"message": "Unknown method", "code": 2}}
+        else:
+            reply = {"result": True, "error": None}
+        data = json.dumps({**reply, "id": body["id"]}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        """Quiet."""
+
+
+def test_unknown_method_means_no_daemon_and_request_ids_are_unique() -> None:
+    """Code 2 on core.* is explained as "not connected to a daemon"; no id is sent twice."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _NoDaemonMethods)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    client = DelugeClient(f"http://127.0.0.1:{server.server_address[1]}", password="x")
+    try:
+        with pytest.raises(TorrentUnavailableError, match="Unknown method") as caught:
+            client.listen_port()
+    finally:
+        client.close()
+        server.shutdown()
+        server.server_close()
+    assert "not connected to a Deluge daemon" in str(caught.value)
+    assert len(_NoDaemonMethods.ids) == len(set(_NoDaemonMethods.ids)) > 3

@@ -208,15 +208,13 @@ def _in_sync_template(key: str) -> str:
     )
 
 
-def components(
-    topic: str,
-    *,
-    qbittorrent: bool,
-    refresh_interval: int,
-    transmission: bool = False,
-    deluge: bool = False,
-) -> dict[str, Component]:
-    """Every entity of the device, keyed by the stable key that ends its unique_id."""
+def components(topic: str, *, refresh_interval: int, **clients: bool) -> dict[str, Component]:
+    """Every entity of the device, keyed by the stable key that ends its unique_id.
+
+    ``clients`` names the configured torrent clients (``qbittorrent=True``, ...).
+    """
+    if unknown := set(clients) - set(TORRENT_CLIENTS):
+        raise TypeError(f"unknown torrent clients: {sorted(unknown)}")
     base = device_id(topic)
     t = Topics(topic)
     expire = expire_after(refresh_interval)
@@ -251,9 +249,8 @@ def components(
              json_attributes_template="{{ {'hostname': value_json.hostname} | tojson }}",
              expire_after=expire),
     ]  # fmt: skip
-    enabled = {"qbittorrent": qbittorrent, "transmission": transmission, "deluge": deluge}
     for key, label in TORRENT_CLIENTS.items():
-        if enabled[key]:
+        if clients.get(key):
             items.append(
                 comp(
                     key,

@@ -88,8 +88,9 @@ class TransmissionClient:
 
     def listen_port(self) -> int:
         """Return the peer port Transmission is set to (``session-get``)."""
-        result = self._call("session-get", {"fields": ["peer-port", "rpc-version"]}, "reading")
-        return self._port(result, "reading the peer port")
+        doing = "reading the peer port"
+        result = self._call("session-get", {"fields": ["peer-port", "rpc-version"]}, doing)
+        return self._port(result, doing)
 
     def set_listen_port(self, port: int) -> int:
         """Set ``peer-port`` (and ``peer-port-random-on-start`` false), read it back, return it.
@@ -108,7 +109,7 @@ class TransmissionClient:
                 f"{self._target.where} accepted peer port {port} but reports {confirmed}; is "
                 "another tool (or the container's PEERPORT setting) changing it?"
             )
-        log.debug("Transmission at %s confirmed peer port %s", self._target.url, port)
+        log.debug("%s confirmed peer port %s", self._target.where, port)
         return confirmed
 
     def reapply_listen_port(self, port: int) -> int:

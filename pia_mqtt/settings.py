@@ -27,6 +27,7 @@ DEFAULT_GLUETUN_URL = "http://127.0.0.1:8000"
 SECRET_FIELDS = (
     "pia_pass",
     "qbittorrent_pass",
+    "qbittorrent_api_key",
     "transmission_pass",
     "deluge_pass",
     "mqtt_pass",
@@ -81,6 +82,8 @@ class Settings(BaseModel):
     qbittorrent_user: str = "admin"
     qbittorrent_pass: SecretStr | None = None
     qbittorrent_pass_file: Path | None = None
+    qbittorrent_api_key: SecretStr | None = None
+    qbittorrent_api_key_file: Path | None = None
     qbittorrent_check_interval: int = Field(default=60, ge=1)
     # Transmission and Deluge (the Web UI); QBITTORRENT_CHECK_INTERVAL paces their checks too
     transmission_url: str | None = None

@@ -19,6 +19,7 @@ from pia_mqtt.settings import Settings, bundled_pia_ca, load_settings
 SECRET_VARIABLES = (
     "PIA_PASS",
     "QBITTORRENT_PASS",
+    "QBITTORRENT_API_KEY",
     "TRANSMISSION_PASS",
     "DELUGE_PASS",
     "MQTT_PASS",
@@ -539,6 +540,7 @@ def test_masked_shows_every_setting_but_no_secret(
     expected_shown = {
         "PIA_PASS": "***",
         "QBITTORRENT_PASS": "***",
+        "QBITTORRENT_API_KEY": None,
         "TRANSMISSION_PASS": None,
         "DELUGE_PASS": None,
         "MQTT_PASS": "***",

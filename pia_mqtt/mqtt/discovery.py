@@ -200,6 +200,14 @@ def _json_value(field: str) -> str:
 # Each torrent client's state key and its name for people; "<Name> in sync" per client.
 TORRENT_CLIENTS = {"qbittorrent": "qBittorrent", "transmission": "Transmission", "deluge": "Deluge"}
 
+# qBittorrent's own word (transfer/info connection_status): only "connected" means a peer
+# got in; unknown (None) while it is unreachable or never reported one.
+_QBITTORRENT_CONNECTABLE_TEMPLATE = (
+    "{% if value_json.qbittorrent is none"
+    " or value_json.qbittorrent.connection_status is not defined %}None"
+    "{% elif value_json.qbittorrent.connection_status == 'connected' %}ON{% else %}OFF{% endif %}"
+)
+
 
 def _in_sync_template(key: str) -> str:
     return (
@@ -263,6 +271,21 @@ def components(topic: str, *, refresh_interval: int, **clients: bool) -> dict[st
                     expire_after=expire,
                 )
             )
+    if clients.get(
+        "qbittorrent"
+    ):  # qBittorrent connectable (its connection_status), information only
+        items.append(
+            comp(
+                "qbittorrent_connectable",
+                "binary_sensor",
+                "qbittorrent_connectable",
+                "qBittorrent connectable",
+                device_class="connectivity",
+                state_topic=t.state,
+                value_template=_QBITTORRENT_CONNECTABLE_TEMPLATE,
+                expire_after=expire,
+            )
+        )
     items += [
         comp("refresh", "button", "refresh", "Refresh", icon="mdi:refresh",
              command_topic=t.refresh, payload_press=PRESS),

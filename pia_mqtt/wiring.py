@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from pia_mqtt import __version__
 from pia_mqtt.core.engine import Clock, Controller, Engine, utc_now
 from pia_mqtt.core.model import Sink, Status
+from pia_mqtt.core.timers import Monotonic
 from pia_mqtt.settings import PortSource, Settings
 
 if TYPE_CHECKING:
@@ -26,7 +27,9 @@ ONCE_TIMEOUT = 60.0
 DRAIN_TIMEOUT = 30.0
 
 
-def build_engine(settings: Settings, *, clock: Clock = utc_now) -> Engine:
+def build_engine(
+    settings: Settings, *, clock: Clock = utc_now, monotonic: Monotonic = time.monotonic
+) -> Engine:
     """An engine with its controller and every sink the settings enable (not started)."""
     from pia_mqtt.atomic import remove_stale_temps  # noqa: PLC0415
     from pia_mqtt.sinks.portfiles import PortFilesSink  # noqa: PLC0415
@@ -38,7 +41,12 @@ def build_engine(settings: Settings, *, clock: Clock = utc_now) -> Engine:
 
     store = LeaseStore(settings.state_file)
     # The port published before this start: hooks and events compare against it (DESIGN).
-    engine = Engine(clock=clock, source=settings.port_source.value, last_port=store.last_port())
+    engine = Engine(
+        clock=clock,
+        monotonic=monotonic,
+        source=settings.port_source.value,
+        last_port=store.last_port(),
+    )
     sinks: list[Sink] = [
         PortFilesSink(
             settings.port_file,
@@ -184,18 +192,20 @@ def run_once(engine: Engine, *, timeout: float = ONCE_TIMEOUT) -> bool:
         engine.run(
             until=lambda: engine.snapshot.status in (Status.ACTIVE, Status.ERROR), timeout=timeout
         )
-        deadline = time.monotonic() + DRAIN_TIMEOUT
-        for sink in engine.sinks:
-            drain = getattr(sink, "drain", None)
-            if drain is not None:
-                drain(max(0.0, deadline - time.monotonic()))
-        # Sink reports (qBittorrent health...) land in the snapshot before MQTT flushes.
-        engine.run_pending()
-        for sink in engine.sinks:
-            flush = getattr(sink, "flush", None)
-            wait_connected = getattr(sink, "wait_connected", None)
-            if flush is not None and wait_connected is not None and wait_connected(5.0):
-                flush(5.0)
+        # Waiting on the sinks is interruptible: SIGTERM ends `once` within 2 s here too.
+        with engine.interruptible():
+            deadline = time.monotonic() + DRAIN_TIMEOUT
+            for sink in engine.sinks:
+                drain = getattr(sink, "drain", None)
+                if drain is not None:
+                    drain(max(0.0, deadline - time.monotonic()))
+            # Sink reports (qBittorrent health...) land in the snapshot before MQTT flushes.
+            engine.run_pending()
+            for sink in engine.sinks:
+                flush = getattr(sink, "flush", None)
+                wait_connected = getattr(sink, "wait_connected", None)
+                if flush is not None and wait_connected is not None and wait_connected(5.0):
+                    flush(5.0)
         return engine.snapshot.status is Status.ACTIVE
     finally:
         engine.close()

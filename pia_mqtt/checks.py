@@ -31,6 +31,8 @@ COMMAND_VARIABLE = "PORT_CHANGE_COMMAND"
 # Each URL variable's own example, shown when its value is not usable.
 URL_EXAMPLES = {
     "QBITTORRENT_HOST": "http://qbittorrent:8080",
+    "TRANSMISSION_URL": "http://transmission:9091/transmission/rpc",
+    "DELUGE_URL": "http://deluge:8112/json",
     "GLUETUN_CONTROL_URL": "http://gluetun:8000",
     "PIA_TOKEN_URL": "https://www.privateinternetaccess.com/api/client/v2/token",
 }
@@ -170,6 +172,28 @@ def command_problem(command_line: str) -> str | None:
     except ConfigError as exc:
         return exc.problems[0]
     return None
+
+
+def pia_problems(s: Settings) -> list[str]:
+    """PIA_CA_CERT (a loadable certificate) and PIA_HOSTNAME (a server name)."""
+    problems: list[str] = []
+    if s.pia_ca_cert is not None and (problem := ca_file_problem("PIA_CA_CERT", s.pia_ca_cert)):
+        problems.append(problem)
+    if s.pia_hostname is not None and not is_hostname(s.pia_hostname):
+        problems.append(
+            f"PIA_HOSTNAME: {s.pia_hostname!r} is not a valid server name (such as milano402); "
+            "unset it to learn the name from the gateway's certificate"
+        )
+    return problems
+
+
+def local_problems(s: Settings) -> list[str]:
+    """PORT_CHANGE_COMMAND as the hook splits it, and output files that are one file."""
+    problems: list[str] = []
+    if s.port_change_command and (problem := command_problem(s.port_change_command)):
+        problems.append(problem)
+    files = {"PORT_FILE": s.port_file, "PORT_DATA_FILE": s.port_data_file}
+    return problems + same_file_problems({**files, "STATE_FILE": s.state_file})
 
 
 def mqtt_problems(s: Settings) -> list[str]:

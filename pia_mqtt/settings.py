@@ -27,6 +27,8 @@ SECRET_FIELDS = (
     "pia_pass",
     "qbittorrent_pass",
     "qbittorrent_api_key",
+    "transmission_pass",
+    "deluge_pass",
     "mqtt_pass",
     "gluetun_api_key",
 )
@@ -82,6 +84,14 @@ class Settings(BaseModel):
     qbittorrent_api_key: SecretStr | None = None
     qbittorrent_api_key_file: Path | None = None
     qbittorrent_check_interval: int = Field(default=60, ge=1)
+    # Transmission and Deluge (the Web UI); QBITTORRENT_CHECK_INTERVAL paces their checks too
+    transmission_url: str | None = None
+    transmission_user: str | None = None
+    transmission_pass: SecretStr | None = None
+    transmission_pass_file: Path | None = None
+    deluge_url: str | None = None
+    deluge_pass: SecretStr | None = None
+    deluge_pass_file: Path | None = None
     # MQTT
     mqtt_host: str | None = None
     mqtt_port: Port = 1883
@@ -202,31 +212,22 @@ def _cross_checks(s: Settings, *, require_credentials: bool) -> list[str]:
             problems.append("PIA_USER: required (your PIA username, p1234567)")
         if s.pia_pass is None:
             problems.append("PIA_PASS: required (or PIA_PASS_FILE)")
-    if s.pia_ca_cert is not None and (
-        problem := checks.ca_file_problem("PIA_CA_CERT", s.pia_ca_cert)
-    ):
-        problems.append(problem)
-    if s.pia_hostname is not None and not checks.is_hostname(s.pia_hostname):
-        problems.append(
-            f"PIA_HOSTNAME: {s.pia_hostname!r} is not a valid server name (such as milano402); "
-            "unset it to learn the name from the gateway's certificate"
-        )
+    problems += checks.pia_problems(s)
     for name, url in (
         ("QBITTORRENT_HOST", s.qbittorrent_host),
+        ("TRANSMISSION_URL", s.transmission_url),
+        ("DELUGE_URL", s.deluge_url),
         ("GLUETUN_CONTROL_URL", s.gluetun_control_url),
         ("PIA_TOKEN_URL", s.pia_token_url),
     ):
         if url is not None and (problem := checks.url_problem(name, url)):
             problems.append(problem)
-    if s.port_change_command and (problem := checks.command_problem(s.port_change_command)):
-        problems.append(problem)
-    files = {
-        "PORT_FILE": s.port_file,
-        "PORT_DATA_FILE": s.port_data_file,
-        "STATE_FILE": s.state_file,
-    }
-    problems += checks.same_file_problems(files)
-    return problems + checks.mqtt_problems(s)
+    if s.deluge_url is not None and s.deluge_pass is None:
+        problems.append(
+            "DELUGE_PASS: required with DELUGE_URL (or DELUGE_PASS_FILE): the Web UI's "
+            "password, 'deluge' until it is changed"
+        )
+    return problems + checks.local_problems(s) + checks.mqtt_problems(s)
 
 
 def from_env() -> dict[str, str]:

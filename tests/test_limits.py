@@ -127,3 +127,12 @@ def test_one_watchdog_thread_serves_every_request() -> None:
             limits.fetch(limits.session(), "GET", server.url, deadline=5.0)
         assert before == _own_threads()
         assert 1 == before.count("pia-mqtt-deadlines")
+
+
+def test_a_plain_requests_session_is_bounded_too() -> None:
+    """A caller's own requests.Session (no bounded adapter) still gets the deadline."""
+    with DripServer("body") as server, requests.Session() as plain:
+        started = time.monotonic()
+        with pytest.raises(limits.DeadlineExceeded):
+            limits.fetch(plain, "GET", server.url, deadline=1.0)
+        assert time.monotonic() - started < 2.0

@@ -145,7 +145,7 @@ def fetch(
     back in the pool. Raises :class:`DeadlineExceeded`, :class:`ReplyTooLarge` or another
     :class:`requests.RequestException`. The session's connections must come from this
     module (:func:`session`, :class:`BoundedAdapter`, or a pool of the bounded connection
-    classes), else only the per-operation timeouts apply.
+    classes); a plain ``requests.Session`` gets :class:`BoundedAdapter` mounted here.
     """
     watch = watchdog.begin(deadline)
 
@@ -155,6 +155,7 @@ def fetch(
             response._content = _read(response, max_bytes)  # noqa: SLF001
 
     try:
+        _bound(http, url)
         response = http.request(
             method,
             url,
@@ -181,6 +182,13 @@ def fetch(
     finally:
         watchdog.end(watch)
     return response
+
+
+def _bound(http: requests.Session, url: str) -> None:
+    """Mount the bounded adapter on a plain session (requests' own adapter cannot be cut)."""
+    if type(http.get_adapter(url)) is HTTPAdapter:
+        http.mount("https://", BoundedAdapter())
+        http.mount("http://", BoundedAdapter())
 
 
 def _read(response: requests.Response, max_bytes: int) -> bytes:

@@ -17,6 +17,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+import requests
 from cryptography import x509
 
 from pia_mqtt.core.engine import utc_now
@@ -250,3 +251,18 @@ def test_once_ends_within_its_limit_while_the_gateway_drips(
     assert (False, Status.ERROR) == (ok, daemon.engine.snapshot.status)
     assert "no answer within 1 s" in (daemon.engine.snapshot.last_error or "")
     assert elapsed < 2.0 + DEADLINE + 1.0
+
+
+@pytest.mark.parametrize("mode", ["headers", "body"])
+def test_transmission_and_deluge_posts_dripping_fail_at_the_deadline(mode: str) -> None:
+    """torrent/http.post (Transmission, Deluge) with a dripping reply: within the deadline."""
+    from pia_mqtt.errors import TorrentUnavailableError
+    from pia_mqtt.torrent.http import Target, post
+
+    with DripServer(mode) as server, requests.Session() as session:
+        target = Target("Transmission", f"{server.url}/transmission/rpc", "check TRANSMISSION_URL")
+        started = time.monotonic()
+        with pytest.raises(TorrentUnavailableError, match="did not answer within 1 s"):
+            post(session, target, "reading the peer port", deadline=DEADLINE)
+        elapsed = time.monotonic() - started
+    assert elapsed < WITHIN

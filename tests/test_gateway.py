@@ -182,7 +182,7 @@ def test_no_candidates_error_says_so():
             "Could not detect gateway IP: no candidate answered on port 19999 with PIA's"
             " certificate (no candidates)."
         ),
-        "No candidate found: no tunnel routes, tunnel interfaces or default route.",
+        "No candidate found: no tunnel routes, tunnel interfaces, private hops or default route.",
         *hints(19999),
     ]
     assert expected == str(caught.value).splitlines()
@@ -236,7 +236,10 @@ def test_format_results_prints_one_aligned_line_per_candidate():
 
 def test_format_results_without_candidates():
     """An empty detection says so instead of printing nothing."""
-    expected = "no gateway candidates found (no tunnel routes, tunnel interfaces or default route)"
+    expected = (
+        "no gateway candidates found (no tunnel routes, tunnel interfaces, private hops or default"
+        " route)"
+    )
     assert expected == format_results([])
 
 

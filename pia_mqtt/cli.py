@@ -140,10 +140,13 @@ def _detect_gateway(settings: Settings) -> int:
 
     finder = build_finder(settings)
     results = finder.detect_all()
+    print(format_results(results, notes=finder.notes))
     if not results:
-        print("no gateway candidates: no routes or tunnel interfaces found; is the VPN up?")
+        print(
+            "no gateway candidate answered: is the VPN up? "
+            "(README, troubleshooting: Could not detect gateway IP)"
+        )
         return EXIT_FAILED
-    print(format_results(results))
     return EXIT_OK if any(r.probe.ok for r in results) else EXIT_FAILED
 
 

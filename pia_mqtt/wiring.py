@@ -101,6 +101,7 @@ def _controller(settings: Settings, engine: Engine) -> Controller:
 
         client = GluetunClient(settings.gluetun_url, api_key=settings.secret("gluetun_api_key"))
         return GluetunFollower(engine, GluetunPortReader(client), interval=POLL_INTERVAL)
+    from pia_mqtt.gateway.netlink import NetlinkWatch  # noqa: PLC0415
     from pia_mqtt.pia.client import PiaClient  # noqa: PLC0415
     from pia_mqtt.pia.lease import LeaseStore  # noqa: PLC0415
     from pia_mqtt.pia.manager import LeaseManager  # noqa: PLC0415
@@ -119,6 +120,7 @@ def _controller(settings: Settings, engine: Engine) -> Controller:
         store=LeaseStore(settings.state_file),
         refresh_interval=settings.port_forward_refresh_interval,
         watch_interval=settings.gateway_watch_interval,
+        events=NetlinkWatch(),
     )
 
 
@@ -132,6 +134,8 @@ def build_finder(settings: Settings) -> GatewayFinder:
         hostname=settings.pia_hostname,
         port=settings.pia_gateway_port,
         ca_file=settings.ca_cert,
+        probe_target=settings.probe_target,
+        sweep_octets=settings.sweep_octets,
     )
 
 

@@ -103,6 +103,10 @@ class Engine:
         """Queue an event to be dispatched to every sink."""
         self._queue.put(("event", event))
 
+    def call_soon(self, name: str, job: Callable[[], None]) -> None:
+        """Queue ``job`` to run on the engine thread (route events from the netlink thread)."""
+        self._queue.put(("call", (name, job)))
+
     def request_stop(self) -> None:
         """Ask the loop to stop (signal handlers); raises to abort a blocking call."""
         self._stopping.set()
@@ -199,6 +203,13 @@ class Engine:
                     self._guard(f"command {command.value}", lambda: controller.handle(command))
                 finally:
                     self._busy = False
+        elif kind == "call":
+            name, job = payload
+            self._busy = True
+            try:
+                self._guard(name, job)
+            finally:
+                self._busy = False
         elif kind == "report":
             self._record_health(*payload)
         elif kind == "event":

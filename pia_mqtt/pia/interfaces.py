@@ -9,6 +9,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from pia_mqtt.core.model import GatewayTarget
     from pia_mqtt.pia.lease import Lease
 
@@ -32,8 +34,18 @@ class PiaApi(Protocol):
 class Finder(Protocol):
     """What the lease manager needs from gateway detection (pia_mqtt.gateway.finder)."""
 
-    def find(self) -> GatewayTarget:
-        """The gateway to use (raises GatewayNotFoundError)."""
+    def find(self, *, saved: GatewayTarget | None = None) -> GatewayTarget:
+        """The gateway to use, ``saved`` tried first (raises GatewayNotFoundError)."""
 
     def fingerprint(self) -> str:
         """A cheap, local digest of routes and addresses; changes when the VPN moves."""
+
+
+class RouteEvents(Protocol):
+    """Wakes the lease manager when routes, addresses or links change (gateway.netlink)."""
+
+    def start(self, notify: Callable[[], None]) -> bool:
+        """Call ``notify`` from another thread after each burst; False when unavailable."""
+
+    def close(self) -> None:
+        """Stop watching."""

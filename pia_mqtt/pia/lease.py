@@ -12,11 +12,12 @@ import json
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any
 
 from pia_mqtt.atomic import atomic_write, ensure_folder
-from pia_mqtt.core.model import valid_port
+from pia_mqtt.core.model import GatewayTarget, valid_port
 from pia_mqtt.errors import OutputError, PiaReplyError
 
 log = logging.getLogger(__name__)
@@ -152,13 +153,29 @@ class LeaseStore:
             )
             return None
 
-    def save(self, lease: Lease) -> None:
-        """Write the raw reply and what it decodes to; raises OutputError."""
-        document = {
+    def load_gateway(self) -> GatewayTarget | None:
+        """The gateway saved with the lease (address, certificate name), or None.
+
+        Only a hint for the next start (tried first, one handshake); anything unreadable
+        means full detection, so errors are not logged twice (:meth:`load` reports them).
+        """
+        try:
+            saved = json.loads(self.path.read_text(encoding="utf-8")).get("gateway")
+            address, hostname = str(saved["address"]), str(saved["hostname"])
+            IPv4Address(address)
+        except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError):
+            return None
+        return GatewayTarget(address, hostname, "saved") if hostname else None
+
+    def save(self, lease: Lease, *, gateway: GatewayTarget | None = None) -> None:
+        """Write the raw reply, what it decodes to, and the verified gateway; raises OutputError."""
+        document: dict[str, Any] = {
             "reply": lease.raw,
             "port": lease.port,
             "expires_at": lease.expires_at.isoformat(),
         }
+        if gateway is not None:
+            document["gateway"] = {"address": gateway.address, "hostname": gateway.hostname}
         ensure_folder(self.path.parent)
         atomic_write(self.path, json.dumps(document, indent=2) + "\n", mode=0o600)
 

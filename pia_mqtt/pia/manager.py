@@ -9,20 +9,25 @@ Decisions, in one place:
 - A refused bind (busy, bad signature, unauthorized, expired) -> a fresh signature, once.
 - Network faults -> retry with exponential backoff capped at 60 s; after two failures in a
   row the gateway is detected again.
-- Gateway watch: a cheap local check every few seconds; when routes or addresses change the
-  gateway is detected again and, if it moved, the saved signature is bound on the new one
-  first (PIA signatures are valid on every server), a new one only if it is refused.
+- Gateway watch: route, address and link events (netlink) wake it, or a cheap local /proc
+  check every few seconds where netlink is refused; the keep-alive checks the same digest as
+  a safety net. When the digest changed the gateway is detected again (the saved gateway
+  gets no preference then) and bound again; if it moved, the saved signature is bound on
+  the new one first (PIA signatures are valid on every server), a new one only if it is
+  refused. The same port after such a change is re-applied to the sinks.
+- Start: the gateway saved with the lease is tried first (one handshake).
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from datetime import datetime, timedelta
 
 from pia_mqtt.core.engine import Engine
 from pia_mqtt.core.model import Command, EventKind, GatewayTarget, Status
 from pia_mqtt.errors import GatewayNotFoundError, OutputError, PiaMqttError, PiaRefusedError
-from pia_mqtt.pia.interfaces import Finder, PiaApi
+from pia_mqtt.pia.interfaces import Finder, PiaApi, RouteEvents
 from pia_mqtt.pia.lease import Lease, LeaseStore
 from pia_mqtt.pia.retry import PORT_LIFETIME, forget_gateway, retry_delay
 from pia_mqtt.redact import describe
@@ -42,6 +47,7 @@ class LeaseManager:
         store: LeaseStore,
         refresh_interval: float,
         watch_interval: float = 2.0,
+        events: RouteEvents | None = None,
     ) -> None:
         self._engine = engine
         self._pia = pia
@@ -57,6 +63,14 @@ class LeaseManager:
         # The lease last written to STATE_FILE: a failed or lost save is retried after binds.
         self._saved: Lease | None = None
         self._save_error: str | None = None
+        # The gateway kept with the lease: tried first until a detection succeeds or the
+        # network changes; and the one STATE_FILE holds now.
+        self._saved_gateway: GatewayTarget | None = None
+        self._stored_gateway: tuple[str, str] | None = None
+        self._events = events
+        self._events_on = False
+        self._event_queued = threading.Event()
+        self._tunnel_changed = False
 
     @property
     def _now(self) -> datetime:
@@ -79,9 +93,17 @@ class LeaseManager:
                     self._lease.port,
                     self._lease.expires_at.isoformat(),
                 )
+        self._saved_gateway = self._store.load_gateway()
+        if self._saved_gateway is not None:
+            self._stored_gateway = (self._saved_gateway.address, self._saved_gateway.hostname)
+        self._fingerprint = self._finder.fingerprint()
         self._engine.update(status=Status.ACQUIRING)
         self._engine.timers.after("acquire", 0, self.acquire)
-        self._engine.timers.every("watch", self._watch_interval, self.watch)
+        self._events_on = self._events is not None and self._events.start(self._route_event)
+        if not self._events_on:
+            # No route events: poll the /proc digest instead (cheap, but a wake-up each time).
+            log.info("Checking routes every %g s (GATEWAY_WATCH_INTERVAL)", self._watch_interval)
+            self._engine.timers.every("watch", self._watch_interval, self.watch)
 
     def handle(self, command: Command) -> None:
         """Refresh binds now; new_port drops the signature and asks for a new port."""
@@ -100,7 +122,9 @@ class LeaseManager:
             self.acquire()
 
     def close(self) -> None:
-        """Close PIA connections."""
+        """Stop the route events and close PIA connections."""
+        if self._events is not None and self._events_on:
+            self._events.close()
         self._pia.close()
 
     # -- jobs ---------------------------------------------------------------------------------
@@ -137,6 +161,10 @@ class LeaseManager:
 
     def keepalive(self) -> None:
         """The 15-minute bindPort; renews the signature when its time has come."""
+        if self._events_on and self._finder.fingerprint() != self._fingerprint:
+            # The safety net without a wake-up of its own: a change the events missed.
+            self.watch()
+            return
         if self._lease is None or self._gateway is None or not self._lease.usable(self._now):
             self.acquire()
             return
@@ -154,17 +182,16 @@ class LeaseManager:
             self._failed(exc)
 
     def watch(self) -> None:
-        """Cheap local check; when the network changed, detect the gateway again."""
+        """Cheap local check; when the network changed, detect the gateway again and rebind."""
         fingerprint = self._finder.fingerprint()
         if fingerprint == self._fingerprint:
             return
-        first = self._fingerprint is None
         self._fingerprint = fingerprint
-        if first:
-            return
         log.info("Routes or addresses changed: detecting the gateway again")
+        self._saved_gateway = None
+        self._tunnel_changed = True
         if self._gateway is None:
-            # Waiting out a backoff: the network came back, so try now.
+            # Waiting out a backoff (or never found one): the network changed, so try now.
             self.acquire()
             return
         try:
@@ -172,14 +199,29 @@ class LeaseManager:
         except GatewayNotFoundError as exc:
             self._failed(exc)
             return
-        if gateway == self._gateway:
+        if (gateway.address, gateway.hostname) == (self._gateway.address, self._gateway.hostname):
+            # The same server behind a new tunnel: bind again so it forwards to us anew.
+            self._gateway = gateway
+            self.acquire()
             return
         self._moved(gateway)
 
+    def _route_event(self) -> None:
+        """From the netlink thread: queue one watch on the engine thread, not one per burst."""
+        if not self._event_queued.is_set():
+            self._event_queued.set()
+            self._engine.call_soon("watch", self._watch_event)
+
+    def _watch_event(self) -> None:
+        # Cleared first: a change during this watch queues the next one.
+        self._event_queued.clear()
+        self.watch()
+
     # -- steps --------------------------------------------------------------------------------
     def _detect(self) -> GatewayTarget:
-        gateway = self._finder.find()
         self._fingerprint = self._finder.fingerprint()
+        gateway = self._finder.find(saved=self._saved_gateway)
+        self._saved_gateway = None
         self._gateway = gateway
         previous = self._engine.snapshot.gateway
         if previous is not None and previous != gateway.address:
@@ -221,7 +263,7 @@ class LeaseManager:
 
     def _save(self, lease: Lease) -> None:
         try:
-            self._store.save(lease)
+            self._store.save(lease, gateway=self._gateway)
         except OutputError as exc:
             # The port still works; only the next restart would get a new one. Retried after
             # every bind until it works (disk full, folder removed), logged once.
@@ -233,6 +275,8 @@ class LeaseManager:
         if self._save_error is not None:
             log.info("Saved lease written again to %s", self._store.path)
         self._saved, self._save_error = lease, None
+        if self._gateway is not None:
+            self._stored_gateway = (self._gateway.address, self._gateway.hostname)
 
     def _drop_lease(self) -> None:
         self._lease = self._saved = None
@@ -245,7 +289,12 @@ class LeaseManager:
         lease = self._lease
         assert lease is not None  # noqa: S101 - callers ensure a lease
         self._pia.bind(gateway, lease)
-        if lease is not self._saved or not self._store.path.exists():
+        stored = (gateway.address, gateway.hostname)
+        if (
+            lease is not self._saved
+            or stored != self._stored_gateway
+            or not self._store.path.exists()
+        ):
             self._save(lease)
         now = self._now
         previous = self._engine.snapshot
@@ -271,11 +320,25 @@ class LeaseManager:
             )
         elif recovered:
             self._engine.announce(EventKind.BOUND, f"Port {lease.port} bound on {gateway.address}")
+        elif self._tunnel_changed:
+            self._reapply(
+                f"Port {lease.port} bound again on {gateway.address} after a network change"
+            )
         else:
             log.debug("Keep-alive for port %d on %s ok", lease.port, gateway.address)
+        self._tunnel_changed = False
         self._engine.timers.cancel("acquire")
         if recovered or not self._engine.timers.scheduled("keepalive"):
             self._engine.timers.every("keepalive", self._interval, self.keepalive)
+
+    def _reapply(self, reason: str) -> None:
+        # Engine.reapply (the lead's, on main) bumps the tunnel epoch so that torrent clients
+        # set the same port again; announce BOUND until this branch has it.
+        reapply = getattr(self._engine, "reapply", None)
+        if reapply is not None:
+            reapply(reason)
+        else:
+            self._engine.announce(EventKind.BOUND, reason)
 
     def _failed(self, exc: PiaMqttError) -> None:
         self._failures += 1

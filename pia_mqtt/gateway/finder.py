@@ -278,7 +278,7 @@ class GatewayFinder:
                 # Probes still running end on their own socket timeout; nobody waits.
                 pool.shutdown(wait=False, cancel_futures=True)
         unfinished = (
-            "not waited for: a better candidate answered"
+            "not waited for: another candidate answered"
             if stop_at_first_ok and any(r.ok for r in results.values())
             else f"no verdict within the {self._deadline:g} s detection deadline"
         )

@@ -1,0 +1,185 @@
+"""Router-level VPN and Multus: the tunnel is on the router, nothing on this host names it.
+
+The network (``tests.netns.router_level``): client 192.168.50.10 -> router 192.168.50.1
+(forwarding, its default route into the "tunnel") -> "PIA server" 10.13.128.1, running the
+simulator's gateway on port 19999 and forwarding on -> "public" namespace holding
+198.18.0.100, the address the hop probe sends toward (and, in the daemon tests, the token
+endpoint). Every address exists only inside namespaces made here; no test resolves a name.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.fixtures.pia import SIM_PASS, SIM_USER
+from tests.netns import (
+    LAN_ROUTER,
+    PIA_SERVER,
+    PUBLIC_TARGET,
+    NetLab,
+    RouterLevel,
+    child_env,
+    drop_icmp,
+    router_level,
+)
+from tests.test_netns import (  # noqa: F401 - the fixtures
+    detect_gateway_cli,
+    lab,
+    ok_line,
+    sim_dir,
+    start_gateway,
+    start_simulator,
+)
+
+pytestmark = pytest.mark.netns
+
+CN = "toronto418"
+# A sweep over N = 10..15 only: 12 addresses, 10.13.128.1 among them.
+SMALL_SWEEP = "10-15"
+
+DETECT = """import json, sys
+from pathlib import Path
+from pia_mqtt.gateway.finder import GatewayFinder
+finder = GatewayFinder(configured=None, hostname=None, port=19999, ca_file=Path(sys.argv[1]),
+                       probe_target=sys.argv[2], sweep_octets=None)
+target = finder.find()
+print(json.dumps({"target": [target.address, target.hostname, target.source],
+                  "results": [[r.candidate.address, r.candidate.source, r.probe.verdict.value]
+                              for r in finder.detect_all()]}))
+"""
+
+
+def row(report: str, address: str) -> str:
+    """The report line for ``address``, its columns joined by single spaces."""
+    return " ".join(ok_line(report, address).split())
+
+
+def with_pia_server(lab: NetLab, sim_dir: Path, net: RouterLevel) -> Path:
+    """Start the simulator's gateway on 10.13.128.1:19999 in the server namespace; its CA."""
+    ready = start_gateway(lab, net.server, sim_dir, f"{PIA_SERVER}:19999:{CN}")
+    return Path(ready["ca_file"])
+
+
+def test_router_level_vpn_is_found_by_the_hop_probe(lab: NetLab, sim_dir: Path):
+    """No PIA_GATEWAY, no tunnel here: the second hop (10.13.128.1) is the verified gateway.
+
+    detect-gateway exits 0 and says where each candidate came from: the router as the
+    default route (refused), the hop probe's hop 2, and what is derived from it.
+    """
+    net = router_level(lab)
+    ca_file = with_pia_server(lab, sim_dir, net)
+
+    report = detect_gateway_cli(
+        net.client, ca_file, target=PUBLIC_TARGET, env={"GATEWAY_SWEEP": "off"}
+    )
+
+    assert f"hop 2 (traceroute) OK CN={CN}" in row(report, PIA_SERVER), report
+    assert "default route (default dev eth0) refused" in row(report, LAN_ROUTER), report
+    assert "derived from hop 2" in row(report, "10.13.0.1"), report
+    note = f"(hop probe toward {PUBLIC_TARGET}: hops 1={LAN_ROUTER}, 2={PIA_SERVER} (reached))"
+    assert note in report.splitlines(), report
+
+
+def test_with_icmp_dropped_the_sweep_finds_it_and_detect_gateway_exits_1_without_it(
+    lab: NetLab, sim_dir: Path
+):
+    """The router drops ICMP, so no hop answers: the (small) sweep is the last resort.
+
+    Before the PIA server runs nothing verifies and detect-gateway exits 1, listing the
+    sweep's result and the troubleshooting hints' commands; once it runs, the sweep finds
+    10.13.128.1 and detect-gateway exits 0.
+    """
+    net = router_level(lab)
+    drop_icmp(net.router)
+    env = {"GATEWAY_SWEEP": SMALL_SWEEP}
+    ca_dir = sim_dir / "pia-ca.crt"
+
+    missing = detect_gateway_cli(net.client, ca_dir, target=PUBLIC_TARGET, env=env, code=1)
+    ca_file = with_pia_server(lab, sim_dir, net)
+    found = detect_gateway_cli(net.client, ca_file, target=PUBLIC_TARGET, env=env)
+
+    assert f"(hop probe toward {PUBLIC_TARGET}: no router answered" in missing, missing
+    assert "sweep of 12 common PIA addresses (10.10-15.{0,128}.1" in missing, missing
+    assert "accepted TCP on 19999: none)" in missing, missing
+    assert f"sweep OK CN={CN}" in row(found, PIA_SERVER), found
+    assert f"accepted TCP on 19999: {PIA_SERVER})" in found, found
+
+
+def test_multus_second_interface_behind_the_router(lab: NetLab, sim_dir: Path):
+    """A pod: eth0 on the cluster network (10.244.1.5/24), net1 on the router's LAN.
+
+    The cluster's 10.x gateway and route are tried and refused; the hop probe through
+    net1's default route finds the PIA server.
+    """
+    client, cluster = lab.namespace("pod"), lab.namespace("k8s")
+    lab.veth(cluster, "cni0", client, "eth0")
+    cluster.ip("addr", "add", "10.244.1.1/24", "dev", "cni0")
+    client.ip("addr", "add", "10.244.1.5/24", "dev", "eth0")
+    client.ip("route", "add", "10.96.0.0/12", "via", "10.244.1.1")
+    net = router_level(lab, client=client, client_if="net1")
+    ca_file = with_pia_server(lab, sim_dir, net)
+
+    found = client.python(DETECT, str(ca_file), PUBLIC_TARGET)
+
+    assert [PIA_SERVER, CN, "hop 2 (traceroute)"] == found["target"]
+    verdicts = {address: (source, verdict) for address, source, verdict in found["results"]}
+    assert ("route", "refused") == verdicts["10.244.1.1"]
+    assert ("default route", "refused") == verdicts[LAN_ROUTER]
+    assert ("hop 2 (traceroute)", "ok") == verdicts[PIA_SERVER]
+
+
+def once(net: RouterLevel, env: dict[str, str]) -> tuple[str, str]:
+    """``pia-mqtt once`` in the client namespace; its stdout and log."""
+    done = net.client.run(sys.executable, "-m", "pia_mqtt", "once", env=child_env(env), timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout, done.stderr
+
+
+def test_restart_binds_on_the_saved_gateway_without_any_sweep(
+    lab: NetLab, sim_dir: Path, tmp_path: Path
+):
+    """``once`` finds the gateway by the hop probe (token endpoint on the public address,
+    no PIA_GATEWAY) and saves it with the lease; the next start binds there at once.
+
+    For the restart the router drops ICMP (the hop probe would find nothing) while the
+    sweep could find the server: the log shows the saved gateway and no sweep.
+    """
+    net = router_level(lab)
+    ca_file = with_pia_server(lab, sim_dir, net)
+    token = start_simulator(
+        lab, net.public, sim_dir, "--host", PUBLIC_TARGET, "--users", f"{SIM_USER}:{SIM_PASS}"
+    )
+    env = daemon_env(token, ca_file, tmp_path)
+
+    first, first_log = once(net, env)
+    saved: dict[str, Any] = json.loads((tmp_path / "pia-lease.json").read_text())
+    drop_icmp(net.router)
+    second, second_log = once(net, env)
+
+    assert f"gateway={PIA_SERVER}" in first, first + first_log
+    assert f"PIA gateway {PIA_SERVER} (hop 2 (traceroute))" in first_log, first_log
+    assert {"address": PIA_SERVER, "hostname": CN} == saved["gateway"]
+    assert f"port={saved['port']} status=active gateway={PIA_SERVER}" in second, second_log
+    assert f"PIA gateway {PIA_SERVER} (saved)" in second_log, second_log
+    assert "sweeping" not in second_log, second_log
+
+
+def daemon_env(token: dict[str, Any], ca_file: Path, folder: Path) -> dict[str, str]:
+    """The daemon's settings: token endpoint on the public address, no PIA_GATEWAY."""
+    return {
+        "PIA_USER": SIM_USER,
+        "PIA_PASS": SIM_PASS,
+        "PIA_TOKEN_URL": token["token_url"],
+        "REQUESTS_CA_BUNDLE": token["token_ca_file"],
+        "PIA_CA_CERT": str(ca_file),
+        "PORT_FILE": str(folder / "pia-port.txt"),
+        "PORT_DATA_FILE": str(folder / "pia-port-data.json"),
+        "STATE_FILE": str(folder / "pia-lease.json"),
+        "GATEWAY_SWEEP": SMALL_SWEEP,
+        "LOG_LEVEL": "DEBUG",
+    }

@@ -9,10 +9,12 @@ endpoint). Every address exists only inside namespaces made here; no test resolv
 
 from __future__ import annotations
 
+import itertools
 import json
+import shutil
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -25,18 +27,17 @@ from tests.netns import (
     RouterLevel,
     child_env,
     drop_icmp,
+    leftover_namespaces,
+    remove_stale_namespaces,
     router_level,
 )
-from tests.test_netns import (  # noqa: F401 - the fixtures
-    detect_gateway_cli,
-    lab,
-    ok_line,
-    sim_dir,
-    start_gateway,
-    start_simulator,
-)
+from tests.test_netns import detect_gateway_cli, ok_line, start_gateway, start_simulator
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 pytestmark = pytest.mark.netns
+_LABS = itertools.count(1)
 
 CN = "toronto418"
 # A sweep over N = 10..15 only: 12 addresses, 10.13.128.1 among them.
@@ -52,6 +53,26 @@ print(json.dumps({"target": [target.address, target.hostname, target.source],
                   "results": [[r.candidate.address, r.candidate.source, r.probe.verdict.value]
                               for r in finder.detect_all()]}))
 """
+
+
+@pytest.fixture
+def lab() -> Iterator[NetLab]:
+    """Provide a NetLab whose namespaces and processes are all gone after the test."""
+    remove_stale_namespaces()
+    netlab = NetLab(f"r{next(_LABS)}")
+    try:
+        yield netlab
+    finally:
+        netlab.close()
+        assert not leftover_namespaces(netlab.prefix)
+
+
+@pytest.fixture
+def sim_dir(tmp_path: Path, pia_ca_material: Path) -> Path:
+    """Copy the simulator's CA and signing key, shared by every simulator of the test."""
+    folder = tmp_path / "sim"
+    shutil.copytree(pia_ca_material, folder, ignore=shutil.ignore_patterns("servers"))
+    return folder
 
 
 def row(report: str, address: str) -> str:
@@ -143,8 +164,10 @@ def once(net: RouterLevel, env: dict[str, str]) -> tuple[str, str]:
 def test_restart_binds_on_the_saved_gateway_without_any_sweep(
     lab: NetLab, sim_dir: Path, tmp_path: Path
 ):
-    """``once`` finds the gateway by the hop probe (token endpoint on the public address,
-    no PIA_GATEWAY) and saves it with the lease; the next start binds there at once.
+    """A restart binds on the gateway saved with the lease: no hop probe, no sweep.
+
+    ``once`` finds it by the hop probe (token endpoint on the public address, no
+    PIA_GATEWAY) and saves it with the lease; the next start binds there at once.
 
     For the restart the router drops ICMP (the hop probe would find nothing) while the
     sweep could find the server: the log shows the saved gateway and no sweep.

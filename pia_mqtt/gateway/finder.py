@@ -15,16 +15,14 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import socket
-import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from ipaddress import IPv4Address, IPv4Network, ip_address
 from typing import TYPE_CHECKING, Any
 
 from pia_mqtt.core.model import GatewayTarget
 from pia_mqtt.errors import GatewayNotFoundError
-from pia_mqtt.gateway import hops, routes, sweep
+from pia_mqtt.gateway import hops, routes
+from pia_mqtt.gateway.beyond import Beyond, Found
 from pia_mqtt.gateway.report import CandidateResult, format_results, not_found_message
 from pia_mqtt.gateway.routes import Address, Candidate, Route
 from pia_mqtt.gateway.system import kernel_fingerprint, read_system_routes
@@ -40,7 +38,6 @@ MAX_WORKERS = 16
 # How long a verified candidate waits for better-ranked ones still probing.
 GRACE = 0.2
 SAVED = "saved"
-Found = tuple[list[Candidate], str]
 
 __all__ = ["CandidateResult", "GatewayFinder", "format_results", "not_found_message"]
 
@@ -76,11 +73,7 @@ class GatewayFinder:
         self._probe_timeout = probe_timeout
         self._deadline = deadline
         self._read_system = read_system or read_system_routes
-        self._target = probe_target
-        self._sweep = sweep_octets
-        self._trace = trace
-        self._resolved: str | None = None
-        self._swept_before = False
+        self._beyond = Beyond(target=probe_target, octets=sweep_octets, port=port, trace=trace)
         self.notes: tuple[str, ...] = ()
 
     def candidates(self) -> list[Candidate]:
@@ -156,92 +149,18 @@ class GatewayFinder:
     def _detect(self, *, stop_at_first_ok: bool) -> list[CandidateResult]:
         found, addresses = self._system()
         local = self._local(found, addresses)
-        own = frozenset(a.address for a in addresses)
-        traced: Future[Found] | None = None
-        if self._configured is None and self._target is not None:
-            traced = self._start_trace(own | {c.address for c in local})
+        known = frozenset(a.address for a in addresses) | {c.address for c in local}
+        beyond = self._beyond if self._configured is None else None
+        traced = beyond.start_trace(known) if beyond is not None else None
         results = self._probe_all(local, stop_at_first_ok=stop_at_first_ok, more=traced)
         notes = [_note(traced)] if traced is not None else []
-        if self._configured is None and self._sweep is not None and _best(results) is None:
+        if beyond is not None and beyond.sweeps and _best(results) is None:
             skip = [a.network for a in addresses if not a.address.startswith("127.")]
-            swept, note = self._sweep_now(skip, stop_at_first_ok=stop_at_first_ok)
-            results += swept
+            accepted, note = beyond.sweep(skip)
+            results += self._probe_all(accepted, stop_at_first_ok=stop_at_first_ok)
             notes.append(note)
         self.notes = tuple(notes)
         return results
-
-    def _start_trace(self, known: frozenset[str]) -> Future[Found]:
-        # A daemon thread, not a pool: a name lookup that hangs must not hold up exit.
-        future: Future[Found] = Future()
-
-        def run() -> None:
-            try:
-                future.set_result(self._hop_candidates(known))
-            except Exception as exc:  # a bug here must not hang detection: it is the note
-                future.set_result(([], f"hop probe failed: {exc}"))
-
-        threading.Thread(target=run, name="gateway-hops", daemon=True).start()
-        return future
-
-    def _hop_candidates(self, known: frozenset[str]) -> Found:
-        target = self._resolve()
-        if target is None:
-            return [], f"hop probe skipped: cannot resolve {self._target}"
-        if IPv4Address(target).is_loopback:
-            return [], f"hop probe skipped: {target} is this host"
-        try:
-            found = self._trace(target)
-        except hops.HopProbeUnavailableError as exc:
-            return [], f"hop probe unavailable: {exc}"
-        where = f"hop probe toward {target}"
-        if not found:
-            return [], f"{where}: no router answered (ICMP blocked on the way?)"
-        shown = ", ".join(f"{h.ttl}={h.address}" for h in found if not h.reached)
-        reached = " (reached)" if any(h.reached for h in found) else ""
-        return hops.hop_candidates(found, own=known), f"{where}: hops {shown or 'none'}{reached}"
-
-    def _resolve(self) -> str | None:
-        target = self._target
-        assert target is not None  # noqa: S101 - only called with a target
-        try:
-            if isinstance(ip_address(target), IPv4Address):
-                return target
-        except ValueError:
-            pass
-        if self._resolved is None:
-            try:
-                infos = socket.getaddrinfo(target, None, socket.AF_INET, socket.SOCK_DGRAM)
-            except OSError as exc:
-                log.debug("hop probe: resolving %s failed: %s", target, exc)
-                return None
-            self._resolved = str(infos[0][4][0])
-        return self._resolved
-
-    def _sweep_now(
-        self, skip: Sequence[IPv4Network], *, stop_at_first_ok: bool
-    ) -> tuple[list[CandidateResult], str]:
-        octets = self._sweep
-        assert octets is not None  # noqa: S101 - only called when the sweep is on
-        addresses, skipped = sweep.sweep_addresses(octets, skip=skip)
-        level = logging.DEBUG if self._swept_before else logging.WARNING
-        log.log(
-            level,
-            "No gateway candidate verified (routes, interfaces, hop probe): sweeping %d common "
-            "PIA gateway addresses (10.N.0.1, 10.N.128.1) on port %d, at most %g s",
-            len(addresses),
-            self._port,
-            sweep.DEADLINE,
-        )
-        self._swept_before = True
-        began = time.monotonic()
-        accepted, cut_off = sweep.open_ports(addresses, self._port)
-        results = self._probe_all(
-            sweep.sweep_candidates(accepted), stop_at_first_ok=stop_at_first_ok
-        )
-        report = sweep.SweepReport(
-            len(addresses), skipped, tuple(accepted), time.monotonic() - began, cut_off
-        )
-        return results, report.describe(self._port, octets)
 
     # -- probing --------------------------------------------------------------------------
     def _target_of(self, result: CandidateResult) -> GatewayTarget:

@@ -9,19 +9,15 @@ Decisions, in one place:
 - A refused bind (busy, bad signature, unauthorized, expired) -> a fresh signature, once.
 - Network faults -> retry with exponential backoff capped at 60 s; after two failures in a
   row the gateway is detected again.
-- Gateway watch: route, address and link events (netlink) wake it, or a cheap local /proc
-  check every few seconds where netlink is refused; the keep-alive checks the same digest as
-  a safety net. When the digest changed the gateway is detected again (the saved gateway
-  gets no preference then) and bound again; if it moved, the saved signature is bound on
-  the new one first (PIA signatures are valid on every server), a new one only if it is
-  refused. The same port after such a change is re-applied to the sinks.
-- Start: the gateway saved with the lease is tried first (one handshake).
+- Gateway watch (:mod:`pia_mqtt.pia.netwatch`): when routes or addresses changed, detect
+  again (the gateway saved with the lease is tried first only at start) and bind again; if
+  the gateway moved, the saved signature first (PIA signatures are valid on every server),
+  a new one only if refused. The same port after such a change is re-applied to the sinks.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 from datetime import datetime, timedelta
 
 from pia_mqtt.core.engine import Engine
@@ -29,6 +25,7 @@ from pia_mqtt.core.model import Command, EventKind, GatewayTarget, Status
 from pia_mqtt.errors import GatewayNotFoundError, OutputError, PiaMqttError, PiaRefusedError
 from pia_mqtt.pia.interfaces import Finder, PiaApi, RouteEvents
 from pia_mqtt.pia.lease import Lease, LeaseStore
+from pia_mqtt.pia.netwatch import NetworkWatch
 from pia_mqtt.pia.retry import PORT_LIFETIME, forget_gateway, retry_delay
 from pia_mqtt.redact import describe
 
@@ -54,11 +51,9 @@ class LeaseManager:
         self._finder = finder
         self._store = store
         self._interval = refresh_interval
-        self._watch_interval = watch_interval
         self._gateway: GatewayTarget | None = None
         self._lease: Lease | None = None
         self._failures = 0
-        self._fingerprint: str | None = None
         self._lost_announced = False
         # The lease last written to STATE_FILE: a failed or lost save is retried after binds.
         self._saved: Lease | None = None
@@ -67,9 +62,7 @@ class LeaseManager:
         # network changes; and the one STATE_FILE holds now.
         self._saved_gateway: GatewayTarget | None = None
         self._stored_gateway: tuple[str, str] | None = None
-        self._events = events
-        self._events_on = False
-        self._event_queued = threading.Event()
+        self._watch = NetworkWatch(engine, finder, interval=watch_interval, events=events)
         self._tunnel_changed = False
 
     @property
@@ -96,14 +89,9 @@ class LeaseManager:
         self._saved_gateway = self._store.load_gateway()
         if self._saved_gateway is not None:
             self._stored_gateway = (self._saved_gateway.address, self._saved_gateway.hostname)
-        self._fingerprint = self._finder.fingerprint()
         self._engine.update(status=Status.ACQUIRING)
         self._engine.timers.after("acquire", 0, self.acquire)
-        self._events_on = self._events is not None and self._events.start(self._route_event)
-        if not self._events_on:
-            # No route events: poll the /proc digest instead (cheap, but a wake-up each time).
-            log.info("Checking routes every %g s (GATEWAY_WATCH_INTERVAL)", self._watch_interval)
-            self._engine.timers.every("watch", self._watch_interval, self.watch)
+        self._watch.start(self.network_changed)
 
     def handle(self, command: Command) -> None:
         """Refresh binds now; new_port drops the signature and asks for a new port."""
@@ -123,8 +111,7 @@ class LeaseManager:
 
     def close(self) -> None:
         """Stop the route events and close PIA connections."""
-        if self._events is not None and self._events_on:
-            self._events.close()
+        self._watch.close()
         self._pia.close()
 
     # -- jobs ---------------------------------------------------------------------------------
@@ -161,9 +148,10 @@ class LeaseManager:
 
     def keepalive(self) -> None:
         """The 15-minute bindPort; renews the signature when its time has come."""
-        if self._events_on and self._finder.fingerprint() != self._fingerprint:
+        if self._watch.event_driven and self._watch.changed():
             # The safety net without a wake-up of its own: a change the events missed.
-            self.watch()
+            log.info("Routes or addresses changed (seen by the keep-alive): detecting again")
+            self.network_changed()
             return
         if self._lease is None or self._gateway is None or not self._lease.usable(self._now):
             self.acquire()
@@ -181,13 +169,8 @@ class LeaseManager:
         except PiaMqttError as exc:
             self._failed(exc)
 
-    def watch(self) -> None:
-        """Cheap local check; when the network changed, detect the gateway again and rebind."""
-        fingerprint = self._finder.fingerprint()
-        if fingerprint == self._fingerprint:
-            return
-        self._fingerprint = fingerprint
-        log.info("Routes or addresses changed: detecting the gateway again")
+    def network_changed(self) -> None:
+        """Routes or addresses changed: detect again (no preference for the saved gateway)."""
         self._saved_gateway = None
         self._tunnel_changed = True
         if self._gateway is None:
@@ -206,20 +189,9 @@ class LeaseManager:
             return
         self._moved(gateway)
 
-    def _route_event(self) -> None:
-        """From the netlink thread: queue one watch on the engine thread, not one per burst."""
-        if not self._event_queued.is_set():
-            self._event_queued.set()
-            self._engine.call_soon("watch", self._watch_event)
-
-    def _watch_event(self) -> None:
-        # Cleared first: a change during this watch queues the next one.
-        self._event_queued.clear()
-        self.watch()
-
     # -- steps --------------------------------------------------------------------------------
     def _detect(self) -> GatewayTarget:
-        self._fingerprint = self._finder.fingerprint()
+        self._watch.mark()
         gateway = self._finder.find(saved=self._saved_gateway)
         self._saved_gateway = None
         self._gateway = gateway

@@ -206,3 +206,55 @@ def daemon_env(token: dict[str, Any], ca_file: Path, folder: Path) -> dict[str, 
         "GATEWAY_SWEEP": SMALL_SWEEP,
         "LOG_LEVEL": "DEBUG",
     }
+
+
+NETLINK = """import json, subprocess, sys, threading, time
+from pia_mqtt.gateway.netlink import NetlinkWatch
+calls, changes = [], []
+ready = threading.Event()
+watch = NetlinkWatch(quiet=0.05, max_delay=0.5)
+assert watch.start(lambda: calls.append(time.monotonic()))
+def ip(*args):
+    subprocess.run(["ip", *args], check=True, capture_output=True)
+    changes.append(time.monotonic())
+def settle(seconds):  # the reader is asynchronous: give it time to (not) call
+    time.sleep(seconds)
+settle(0.3)
+at_rest = len(calls)
+batch = "".join(f"address add 10.9.0.{i}/32 dev a0\\n" for i in range(1, 31))
+subprocess.run(["ip", "-batch", "-"], input=batch, text=True, check=True)
+settle(0.4)
+after_burst = len(calls) - at_rest
+flap_began = time.monotonic()
+while time.monotonic() - flap_began < 2.0:
+    ip("route", "replace", "10.77.0.0/16", "dev", "a0")
+    settle(0.05)
+    ip("route", "del", "10.77.0.0/16", "dev", "a0")
+    settle(0.05)
+settle(0.4)
+during = [t for t in calls if flap_began <= t <= changes[-1]]
+watch.close()
+print(json.dumps({"at_rest": at_rest, "after_burst": after_burst, "during_flap": len(during),
+                  "last_call_after_last_change": calls[-1] > changes[-1],
+                  "reader_alive": any(t.name == "netlink" for t in threading.enumerate())}))
+"""
+
+
+def test_route_events_fold_a_burst_into_one_call_and_never_miss_the_last_change(lab: NetLab):
+    """The netlink reader folds bursts and keeps up with flapping routes.
+
+    In a namespace: silent at rest, one call for 30 addresses added in one go, and while
+    routes flap for 2 s a call at least every max_delay, plus one after the last change
+    (the state the daemon must end up with).
+    """
+    ns = lab.namespace("nl")
+    ns.ip("link", "add", "a0", "type", "veth", "peer", "name", "b0")
+    ns.ip("link", "set", "a0", "up")
+
+    seen = ns.python(NETLINK)
+
+    assert 0 == seen["at_rest"]
+    assert 1 == seen["after_burst"]
+    assert seen["during_flap"] >= 3, seen
+    assert seen["last_call_after_last_change"], seen
+    assert not seen["reader_alive"], seen

@@ -258,3 +258,38 @@ def test_route_events_fold_a_burst_into_one_call_and_never_miss_the_last_change(
     assert seen["during_flap"] >= 3, seen
     assert seen["last_call_after_last_change"], seen
     assert not seen["reader_alive"], seen
+
+
+PATH_AND_DIGEST = """import json
+from pia_mqtt.gateway.system import kernel_fingerprint, path_to
+print(json.dumps([path_to("10.9.0.1", 19999), kernel_fingerprint()]))
+"""
+
+
+def test_a_tunnel_made_again_with_the_same_address_is_a_new_path(lab: NetLab):
+    """Same address, same routes, new interface: digest and path both change (re-apply due).
+
+    A route to elsewhere (another container's network) changes the digest, not the path.
+    """
+    ns = lab.namespace("tn")
+
+    def tunnel() -> None:
+        ns.ip("link", "add", "tun0", "type", "veth", "peer", "name", "far0")
+        ns.ip("addr", "add", "10.9.0.2/24", "dev", "tun0")
+        ns.ip("link", "set", "tun0", "up")
+
+    tunnel()
+    first = ns.python(PATH_AND_DIGEST)
+    ns.ip("link", "add", "br9", "type", "veth", "peer", "name", "br9p")
+    ns.ip("addr", "add", "172.31.0.1/24", "dev", "br9")
+    elsewhere = ns.python(PATH_AND_DIGEST)
+    ns.ip("link", "del", "tun0")
+    tunnel()
+    again = ns.python(PATH_AND_DIGEST)
+
+    assert first[0].startswith("10.9.0.2 ifindex "), first
+    assert first[0] == elsewhere[0]
+    assert first[1] != elsewhere[1]
+    assert again[0].startswith("10.9.0.2 ifindex ")
+    assert first[0] != again[0]
+    assert elsewhere[1] != again[1]

@@ -62,6 +62,7 @@ class Watched:
     manager: LeaseManager
     events: FakeEvents
     system: dict[str, tuple[list[Route], list[Address]]]
+    path: dict[str, str]
     recorder: RecordingSink
 
 
@@ -90,6 +91,9 @@ def build(sim: PiaSimulator, folder: Path, *, events: FakeEvents) -> Watched:
         ca_file=sim.ca_file,
         gateway_port=gateway.port,
     )
+    # How the gateway is reached: the real answer for 127.0.0.1 never changes.
+    path = {"now": "10.5.200.17 ifindex 7"}
+    finder.path = lambda _address: path["now"]  # type: ignore[method-assign]
     manager = LeaseManager(
         engine,
         pia=pia,
@@ -101,7 +105,7 @@ def build(sim: PiaSimulator, folder: Path, *, events: FakeEvents) -> Watched:
     )
     recorder = RecordingSink()
     engine.attach(manager, [recorder])
-    return Watched(engine, manager, events, system, recorder)
+    return Watched(engine, manager, events, system, path, recorder)
 
 
 def bound(watched: Watched) -> None:
@@ -144,6 +148,7 @@ def test_a_burst_of_route_events_runs_one_detection_and_one_bind(pia_sim: PiaSim
     before = pia_sim.gateways[0].stats().binds_ok
     events_before = len(watched.recorder.events)
     watched.system["now"] = MOVED
+    watched.path["now"] = "10.8.3.4 ifindex 9"
     notify = watched.events.notify
     assert notify is not None
     burst = threading.Thread(target=lambda: [notify() for _ in range(20)])
@@ -156,6 +161,24 @@ def test_a_burst_of_route_events_runs_one_detection_and_one_bind(pia_sim: PiaSim
     new = watched.recorder.events[events_before:]
     assert 1 == len(new), new
     assert "after a network change" in new[0].message
+    watched.engine.close()
+
+
+def test_a_change_elsewhere_detects_but_does_not_rebind(pia_sim: PiaSimulator, tmp_path):
+    """Another interface came up (a container started): same gateway, reached the same way.
+
+    Detection runs, but nothing is bound again and nothing re-applied to the sinks.
+    """
+    watched = build(pia_sim, tmp_path, events=FakeEvents())
+    bound(watched)
+    before = pia_sim.gateways[0].stats().binds_ok
+    events_before = len(watched.recorder.events)
+    watched.system["now"] = (WG[0], [*WG[1], Address("veth1a2b", "172.17.0.1", 16)])
+    assert watched.events.notify is not None
+    watched.events.notify()
+    watched.engine.run_pending()
+    assert before == pia_sim.gateways[0].stats().binds_ok
+    assert events_before == len(watched.recorder.events)
     watched.engine.close()
 
 
@@ -180,6 +203,7 @@ def test_the_keepalive_catches_a_change_the_events_missed(
         watched.engine.start()
         advance(watched.engine, traveller, 1)
         watched.system["now"] = MOVED
+        watched.path["now"] = "10.8.3.4 ifindex 9"
         with caplog.at_level(logging.INFO):
             advance(watched.engine, traveller, 900)
         assert "Routes or addresses changed (seen by the keep-alive)" in caplog.text

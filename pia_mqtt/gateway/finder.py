@@ -25,7 +25,7 @@ from pia_mqtt.gateway import hops, routes
 from pia_mqtt.gateway.beyond import Beyond, Found
 from pia_mqtt.gateway.report import CandidateResult, format_results, not_found_message
 from pia_mqtt.gateway.routes import Address, Candidate, Route
-from pia_mqtt.gateway.system import kernel_fingerprint, read_system_routes
+from pia_mqtt.gateway.system import kernel_fingerprint, path_to, read_system_routes
 from pia_mqtt.pia.tls import ProbeResult, Verdict, probe
 
 if TYPE_CHECKING:
@@ -134,6 +134,10 @@ class GatewayFinder:
             if not a.address.startswith("127.")
         )
         return hashlib.sha256("\n".join(lines).encode()).hexdigest()[:16]
+
+    def path(self, address: str) -> str | None:
+        """How this host reaches ``address`` now (source address, interface); sends nothing."""
+        return path_to(address, self._port)
 
     # -- detection ------------------------------------------------------------------------
     def _system(self) -> tuple[list[Route], list[Address]]:

@@ -40,6 +40,9 @@ class Finder(Protocol):
     def fingerprint(self) -> str:
         """A cheap, local digest of routes and addresses; changes when the VPN moves."""
 
+    def path(self, address: str) -> str | None:
+        """How this host reaches ``address`` (source address, interface); sends nothing."""
+
 
 class RouteEvents(Protocol):
     """Wakes the lease manager when routes, addresses or links change (gateway.netlink)."""

@@ -64,6 +64,7 @@ class LeaseManager:
         self._stored_gateway: tuple[str, str] | None = None
         self._watch = NetworkWatch(engine, finder, interval=watch_interval, events=events)
         self._tunnel_changed = False
+        self._path: str | None = None
 
     @property
     def _now(self) -> datetime:
@@ -183,6 +184,11 @@ class LeaseManager:
             self._failed(exc)
             return
         if (gateway.address, gateway.hostname) == (self._gateway.address, self._gateway.hostname):
+            if self._finder.path(gateway.address) == self._path:
+                # Another interface changed (a container started): the tunnel did not.
+                log.info("Gateway %s unchanged, reached the same way", gateway.address)
+                self._tunnel_changed = False
+                return
             # The same server behind a new tunnel: bind again so it forwards to us anew.
             self._gateway = gateway
             self.acquire()
@@ -273,6 +279,7 @@ class LeaseManager:
         recovered = previous.status is not Status.ACTIVE
         self._failures = 0
         self._lost_announced = False
+        self._path = self._finder.path(gateway.address)
         self._engine.update(
             status=Status.ACTIVE,
             port=lease.port,

@@ -146,10 +146,18 @@ def _collect(sock: socket.socket, max_hops: int, end: float) -> list[Hop]:
 
 
 def _complete(hops: dict[int, Hop], max_hops: int) -> bool:
-    """Every TTL up to the destination (or the last one sent) has answered."""
-    reached = min((ttl for ttl, hop in hops.items() if hop.reached), default=max_hops + 1)
-    last = min(reached, max_hops + 1)
-    return all(ttl in hops for ttl in range(1, last))
+    """Every TTL has answered, or the destination did and every router below it.
+
+    The destination's "port unreachable" answers are rate-limited (one per second after a
+    short burst), so the lowest TTL that reached it may stay silent: the routers are what
+    matters, the first answer from the destination ends the wait.
+    """
+    if all(ttl in hops for ttl in range(1, max_hops + 1)):
+        return True
+    if not any(hop.reached for hop in hops.values()):
+        return False
+    routers = [ttl for ttl, hop in hops.items() if not hop.reached]
+    return all(ttl in hops for ttl in range(1, max(routers, default=0) + 1))
 
 
 def hop_candidates(hops: list[Hop], *, own: frozenset[str] = frozenset()) -> list[Candidate]:

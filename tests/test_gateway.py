@@ -7,6 +7,7 @@ covered in network namespaces by tests/test_netns.py.
 
 from __future__ import annotations
 
+import os
 import socket
 import struct
 from ipaddress import IPv4Network
@@ -16,12 +17,13 @@ from typing import TYPE_CHECKING
 import pytest
 
 from pia_mqtt.core.model import GatewayTarget
-from pia_mqtt.errors import GatewayNotFoundError
+from pia_mqtt.errors import ConfigError, GatewayNotFoundError
 from pia_mqtt.gateway import hops, sweep
 from pia_mqtt.gateway import system as sysroutes
 from pia_mqtt.gateway.finder import CandidateResult, GatewayFinder, format_results
 from pia_mqtt.gateway.routes import Address, Candidate, Route, candidates
 from pia_mqtt.pia.tls import PeerCert, ProbeResult, Verdict
+from pia_mqtt.settings import Settings, load_settings
 
 if TYPE_CHECKING:
     from pia_mqtt.simulator.pia import PiaSimulator
@@ -410,3 +412,37 @@ def test_saved_gateway_is_tried_alone_and_then_detection_runs(pia_sim: PiaSimula
     assert GatewayTarget("127.0.0.1", "sim-gateway-1", "saved") == found
     line = "  127.0.0.1 (saved, certificate milano402): wrong name - certificate is for"
     assert str(caught.value).splitlines()[2].startswith(line), str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("env", "target", "octets"),
+    [
+        ({}, "www.privateinternetaccess.com", range(256)),
+        (
+            {"PIA_TOKEN_URL": "https://198.18.0.100:8443/api/client/v2/token"},
+            "198.18.0.100",
+            range(256),
+        ),
+        (
+            {"GATEWAY_PROBE_TARGET": "198.18.0.7", "GATEWAY_SWEEP": "13-13"},
+            "198.18.0.7",
+            range(13, 14),
+        ),
+        ({"GATEWAY_SWEEP": "OFF"}, "www.privateinternetaccess.com", None),
+    ],
+    ids=["defaults", "token url host", "both set", "sweep off"],
+)
+def test_hop_probe_target_and_sweep_range_come_from_the_settings(env, target, octets):
+    """GATEWAY_PROBE_TARGET defaults to PIA_TOKEN_URL's host; GATEWAY_SWEEP to every N."""
+    settings = Settings.model_validate({k.lower(): v for k, v in env.items()})
+    assert (target, octets) == (settings.probe_target, settings.sweep_octets)
+
+
+@pytest.mark.parametrize("value", ["20-10", "0-256", "300"])
+def test_a_sweep_range_outside_0_255_is_a_configuration_error(monkeypatch, value):
+    """A backwards or too wide GATEWAY_SWEEP is refused at start, naming the variable."""
+    for key in list(os.environ):
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("GATEWAY_SWEEP", value)
+    with pytest.raises(ConfigError, match="GATEWAY_SWEEP: a range of N within 0-255"):
+        load_settings(require_credentials=False)

@@ -178,17 +178,18 @@ class LeaseManager:
             # Waiting out a backoff (or never found one): the network changed, so try now.
             self.acquire()
             return
+        if self._path is not None and self._finder.path(self._gateway.address) == self._path:
+            # Same source address, same interface (not made again): another network changed
+            # (a container started on a host-network setup). No probe, no bind, no re-apply.
+            log.debug("Routes changed, not the way to gateway %s", self._gateway.address)
+            self._tunnel_changed = False
+            return
         try:
             gateway = self._finder.find()
         except GatewayNotFoundError as exc:
             self._failed(exc)
             return
         if (gateway.address, gateway.hostname) == (self._gateway.address, self._gateway.hostname):
-            if self._finder.path(gateway.address) == self._path:
-                # Another interface changed (a container started): the tunnel did not.
-                log.info("Gateway %s unchanged, reached the same way", gateway.address)
-                self._tunnel_changed = False
-                return
             # The same server behind a new tunnel: bind again so it forwards to us anew.
             self._gateway = gateway
             self.acquire()

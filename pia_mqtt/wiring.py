@@ -17,6 +17,7 @@ from pia_mqtt.settings import PortSource, Settings
 
 if TYPE_CHECKING:
     from pia_mqtt.gateway.finder import GatewayFinder
+    from pia_mqtt.pia.lease import LeaseStore
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +33,11 @@ def build_engine(settings: Settings, *, clock: Clock = utc_now) -> Engine:
     for path in (settings.port_file, settings.port_data_file, settings.state_file):
         for stale in remove_stale_temps(path):
             log.info("Removed %s, left by an interrupted write", stale)
-    engine = Engine(clock=clock, source=settings.port_source.value)
+    from pia_mqtt.pia.lease import LeaseStore  # noqa: PLC0415
+
+    store = LeaseStore(settings.state_file)
+    # The port published before this start: hooks and events compare against it (DESIGN).
+    engine = Engine(clock=clock, source=settings.port_source.value, last_port=store.last_port())
     sinks: list[Sink] = [
         PortFilesSink(
             settings.port_file,
@@ -40,6 +45,10 @@ def build_engine(settings: Settings, *, clock: Clock = utc_now) -> Engine:
             refresh_interval=settings.port_forward_refresh_interval,
         )
     ]
+    if settings.port_source is PortSource.GLUETUN:
+        from pia_mqtt.sinks.memory import PortMemorySink  # noqa: PLC0415
+
+        sinks.append(PortMemorySink(store))
     sinks += _optional_sinks(settings, engine, clock)
     if settings.mqtt_enabled:
         from pia_mqtt.mqtt.sink import MqttSink  # noqa: PLC0415
@@ -50,7 +59,7 @@ def build_engine(settings: Settings, *, clock: Clock = utc_now) -> Engine:
         mqtt.start()
         # Last, so that on shutdown it says "offline" after everything else is closed.
         sinks.append(mqtt)
-    engine.attach(_controller(settings, engine), sinks)
+    engine.attach(_controller(settings, engine, store), sinks)
     return engine
 
 
@@ -64,6 +73,7 @@ def _optional_sinks(settings: Settings, engine: Engine, clock: Clock) -> list[Si
             settings.qbittorrent_host,
             username=settings.qbittorrent_user,
             password=settings.secret("qbittorrent_pass"),
+            api_key=settings.secret("qbittorrent_api_key"),
         )
         sinks.append(
             TorrentSink(
@@ -94,16 +104,18 @@ def _optional_sinks(settings: Settings, engine: Engine, clock: Clock) -> list[Si
     return sinks
 
 
-def _controller(settings: Settings, engine: Engine) -> Controller:
+def _controller(settings: Settings, engine: Engine, store: LeaseStore) -> Controller:
     if settings.port_source is PortSource.GLUETUN:
         from pia_mqtt.gluetun.client import GluetunClient, GluetunPortReader  # noqa: PLC0415
         from pia_mqtt.gluetun.follow import POLL_INTERVAL, GluetunFollower  # noqa: PLC0415
 
         client = GluetunClient(settings.gluetun_url, api_key=settings.secret("gluetun_api_key"))
-        return GluetunFollower(engine, GluetunPortReader(client), interval=POLL_INTERVAL)
+        # GLUETUN_CHECK_INTERVAL shortens the read interval (a tunnel restart shorter than
+        # one interval goes unseen), never lengthens it.
+        interval = min(POLL_INTERVAL, settings.gluetun_check_interval)
+        return GluetunFollower(engine, GluetunPortReader(client), interval=interval)
     from pia_mqtt.gateway.netlink import NetlinkWatch  # noqa: PLC0415
     from pia_mqtt.pia.client import PiaClient  # noqa: PLC0415
-    from pia_mqtt.pia.lease import LeaseStore  # noqa: PLC0415
     from pia_mqtt.pia.manager import LeaseManager  # noqa: PLC0415
 
     pia = PiaClient(
@@ -117,7 +129,7 @@ def _controller(settings: Settings, engine: Engine) -> Controller:
         engine,
         pia=pia,
         finder=build_finder(settings),
-        store=LeaseStore(settings.state_file),
+        store=store,
         refresh_interval=settings.port_forward_refresh_interval,
         watch_interval=settings.gateway_watch_interval,
         events=NetlinkWatch(),

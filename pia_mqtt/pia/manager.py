@@ -55,6 +55,9 @@ class LeaseManager:
         self._lease: Lease | None = None
         self._failures = 0
         self._lost_announced = False
+        # Set when a route/address change re-ran detection: the next successful bind
+        # re-applies the port to the sinks even when it did not change (DESIGN).
+        self._tunnel_changed = False
         # The lease last written to STATE_FILE: a failed or lost save is retried after binds.
         self._saved: Lease | None = None
         self._save_error: str | None = None
@@ -63,7 +66,7 @@ class LeaseManager:
         self._saved_gateway: GatewayTarget | None = None
         self._stored_gateway: tuple[str, str] | None = None
         self._watch = NetworkWatch(engine, finder, interval=watch_interval, events=events)
-        self._tunnel_changed = False
+        # How the gateway was reached at the last bind (source address, interface).
         self._path: str | None = None
 
     @property
@@ -190,9 +193,10 @@ class LeaseManager:
             self._failed(exc)
             return
         if (gateway.address, gateway.hostname) == (self._gateway.address, self._gateway.hostname):
-            # The same server behind a new tunnel: bind again so it forwards to us anew.
+            # Same server, but the tunnel went down and up (a VPN reconnect): bind now and
+            # re-apply the port to the sinks.
             self._gateway = gateway
-            self.acquire()
+            self.keepalive()
             return
         self._moved(gateway)
 
@@ -277,6 +281,7 @@ class LeaseManager:
             self._save(lease)
         now = self._now
         previous = self._engine.snapshot
+        last_port = self._engine.last_port
         recovered = previous.status is not Status.ACTIVE
         self._failures = 0
         self._lost_announced = False
@@ -291,34 +296,23 @@ class LeaseManager:
             next_refresh=now + timedelta(seconds=self._interval),
             last_error=None,
         )
-        if previous.port != lease.port:
+        tunnel_changed, self._tunnel_changed = self._tunnel_changed, False
+        if last_port != lease.port:
             self._engine.announce(
                 EventKind.PORT_CHANGED,
                 f"Port {lease.port} bound on {gateway.address}"
-                + (f" (was {previous.port})" if previous.port else ""),
-                old_port=previous.port,
+                + (f" (was {last_port})" if last_port else ""),
+                old_port=last_port,
             )
+        elif tunnel_changed:
+            self._engine.reapply("the VPN tunnel changed")
         elif recovered:
             self._engine.announce(EventKind.BOUND, f"Port {lease.port} bound on {gateway.address}")
-        elif self._tunnel_changed:
-            self._reapply(
-                f"Port {lease.port} bound again on {gateway.address} after a network change"
-            )
         else:
             log.debug("Keep-alive for port %d on %s ok", lease.port, gateway.address)
-        self._tunnel_changed = False
         self._engine.timers.cancel("acquire")
         if recovered or not self._engine.timers.scheduled("keepalive"):
             self._engine.timers.every("keepalive", self._interval, self.keepalive)
-
-    def _reapply(self, reason: str) -> None:
-        # Engine.reapply (the lead's, on main) bumps the tunnel epoch so that torrent clients
-        # set the same port again; announce BOUND until this branch has it.
-        reapply = getattr(self._engine, "reapply", None)
-        if reapply is not None:
-            reapply(reason)
-        else:
-            self._engine.announce(EventKind.BOUND, reason)
 
     def _failed(self, exc: PiaMqttError) -> None:
         self._failures += 1

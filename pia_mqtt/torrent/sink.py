@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import threading
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from pia_mqtt.core.model import Event, EventKind, Inbox, SinkHealth, Snapshot, SyncState, valid_port
 from pia_mqtt.errors import TorrentAuthError, TorrentBannedError, TorrentClientError
@@ -63,8 +63,23 @@ class TorrentClient(Protocol):
     def set_listen_port(self, port: int) -> int:
         """Set the listening port and return what the client reports back."""
 
+    def reapply_listen_port(self, port: int) -> int:
+        """Make the client listen on ``port`` again after a tunnel change (same number).
+
+        Called only after the engine re-applied the port (``Snapshot.tunnel_epoch``), never
+        on an ordinary check; returns what the client reports back.
+        """
+
     def close(self) -> None:
         """Release connections."""
+
+
+@runtime_checkable
+class ReportsConnectivity(Protocol):
+    """A client that can tell whether peers reach it (qBittorrent's ``connection_status``)."""
+
+    def connection_status(self) -> str | None:
+        """The client's own word (``connected``, ``firewalled`` ...), None if unknown."""
 
 
 class TorrentSink:
@@ -96,6 +111,8 @@ class TorrentSink:
         self._cond = threading.Condition()
         self._wanted: int | None = None
         self._confirmed: int | None = None
+        self._epoch: int | None = None  # the snapshot's tunnel_epoch last seen
+        self._reapply = False  # the tunnel changed: make the client listen again
         self._pending = False
         self._busy = False
         self._stopping = False
@@ -119,7 +136,10 @@ class TorrentSink:
             return  # the VPN is still starting: never hand the client port 0
         with self._cond:
             self._wanted = snapshot.port
-            if snapshot.port != self._confirmed:
+            if self._epoch is not None and snapshot.tunnel_epoch != self._epoch:
+                self._reapply = True
+            self._epoch = snapshot.tunnel_epoch
+            if snapshot.port != self._confirmed or self._reapply:
                 self._pending = True
                 self._cond.notify_all()
 
@@ -166,9 +186,10 @@ class TorrentSink:
                 self._cond.notify_all()
                 return False
             wanted, self._pending, self._busy = self._wanted, False, True
+            reapply, self._reapply = self._reapply, False
         try:
             if wanted is not None:
-                self._sync(wanted)
+                self._sync(wanted, reapply=reapply)
         except Exception:  # a bug must not kill the worker and freeze the sink
             log.exception("%s sink: unexpected error", self._label)
         finally:
@@ -177,12 +198,23 @@ class TorrentSink:
                 self._cond.notify_all()
         return True
 
-    def _sync(self, wanted: int) -> None:
+    def _sync(self, wanted: int, *, reapply: bool = False) -> None:
         if self._latched():
             return
         try:
             current = self._client.listen_port()
             self._set_confirmed(current)
+            if current == wanted and reapply:
+                try:
+                    confirmed = self._client.reapply_listen_port(wanted)
+                except TorrentClientError:
+                    with self._cond:  # not done: the next check tries again
+                        self._reapply = True
+                    raise
+                self._set_confirmed(confirmed)
+                log.info("%s listens on port %s again (tunnel changed)", self._label, confirmed)
+                self._succeeded(confirmed, previous=None)
+                return
             if current == wanted:
                 self._succeeded(wanted, previous=None)
                 return
@@ -223,7 +255,9 @@ class TorrentSink:
         self._retry_at = None
         now = self._clock()
         self._last_sync = now
-        self._report(SinkHealth(state=SyncState.IN_SYNC, port=port, last_sync=now))
+        self._report(
+            SinkHealth(state=SyncState.IN_SYNC, port=port, last_sync=now, details=self._details())
+        )
         if previous is not None:
             message = f"{self._label} listen port set to {port} (was {previous})"
             log.info("%s", message)
@@ -238,6 +272,17 @@ class TorrentSink:
             )
         elif recovered:
             log.info("%s is in sync again: it listens on port %s", self._label, port)
+
+    def _details(self) -> tuple[tuple[str, str], ...]:
+        """Read the client's connection status (information only: nothing acts on it)."""
+        if not isinstance(self._client, ReportsConnectivity):
+            return ()
+        try:
+            status = self._client.connection_status()
+        except TorrentClientError as exc:
+            log.debug("%s: connection status not read: %s", self._label, describe(exc))
+            return ()
+        return (("connection_status", status),) if status is not None else ()
 
     def _failed(self, state: SyncState, exc: TorrentClientError, wanted: int) -> None:
         self._fail(state, describe(exc), type(exc).__name__, wanted)

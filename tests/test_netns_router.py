@@ -13,11 +13,13 @@ import itertools
 import json
 import shutil
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from tests.fixtures.common import eventually
 from tests.fixtures.pia import SIM_PASS, SIM_USER
 from tests.netns import (
     LAN_ROUTER,
@@ -31,7 +33,16 @@ from tests.netns import (
     remove_stale_namespaces,
     router_level,
 )
-from tests.test_netns import detect_gateway_cli, ok_line, start_gateway, start_simulator
+from tests.test_netns import (
+    alive,
+    bound_on,
+    detect_gateway_cli,
+    ok_line,
+    start_gateway,
+    start_simulator,
+    start_token_endpoint,
+)
+from tests.test_netns import daemon_env as netns_daemon_env
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -293,3 +304,36 @@ def test_a_tunnel_made_again_with_the_same_address_is_a_new_path(lab: NetLab):
     assert again[0].startswith("10.9.0.2 ifindex ")
     assert first[0] != again[0]
     assert elsewhere[1] != again[1]
+
+
+def test_routes_flapping_for_seconds_end_bound_on_where_they_settled(
+    lab: NetLab, sim_dir: Path, tmp_path: Path
+):
+    """The default route flips between two PIA servers for 3 s and settles on the second.
+
+    No move is missed: the running daemon ends bound on the server the routes settled on
+    (a detection that ran mid-flap is followed by one after the last change).
+    """
+    client, gw1, gw2 = lab.namespace("cl"), lab.namespace("gwa"), lab.namespace("gwb")
+    for gw, side, net in ((gw1, "net1", "10.74.0"), (gw2, "net2", "10.75.0")):
+        lab.veth(gw, "gw0", client, side)
+        gw.ip("addr", "add", f"{net}.1/24", "dev", "gw0")
+        client.ip("addr", "add", f"{net}.2/24", "dev", side)
+    client.ip("route", "add", "default", "via", "10.74.0.1")
+    start_gateway(lab, gw1, sim_dir, "10.74.0.1:19999:gw-one")
+    start_gateway(lab, gw2, sim_dir, "10.75.0.1:19999:gw-two")
+    env = netns_daemon_env(start_token_endpoint(lab, client, sim_dir), tmp_path)
+    data_file = tmp_path / "pia-port-data.json"
+    daemon = lab.start(client, "pia-mqtt run", [sys.executable, "-m", "pia_mqtt", "run"], env=env)
+    eventually(lambda: alive(daemon) and bound_on(data_file, "10.74.0.1", "gw-one"), timeout=20)
+
+    flap_until = time.monotonic() + 3
+    via = "10.75.0.1"
+    while time.monotonic() < flap_until:
+        client.ip("route", "replace", "default", "via", via)
+        via = "10.74.0.1" if via == "10.75.0.1" else "10.75.0.1"
+        time.sleep(0.15)  # the flap's own pace, not a wait for the daemon
+    client.ip("route", "replace", "default", "via", "10.75.0.1")
+
+    eventually(lambda: alive(daemon) and bound_on(data_file, "10.75.0.1", "gw-two"), timeout=10)
+    assert "Traceback" not in daemon.text(), daemon.text()

@@ -229,3 +229,32 @@ def test_an_unreadable_saved_gateway_is_ignored_and_the_lease_kept(tmp_path: Pat
     for gateway in ({"address": "not-an-ip", "hostname": "x"}, "10.0.0.1", {"hostname": "x"}):
         store.path.write_text(json.dumps({"reply": reply, "gateway": gateway}))
         assert store.load_gateway() is None
+
+
+def test_routes_that_move_during_a_detection_get_another_one(pia_sim: PiaSimulator, tmp_path):
+    """What a detection read may be gone by the time it returns: detect once more.
+
+    The routes change while the first re-detection runs and then flap back to what it
+    started from; a second detection still follows (the digest alone would call it quiet).
+    """
+    watched = build(pia_sim, tmp_path, events=FakeEvents())
+    bound(watched)
+    finder = watched.manager._finder
+    calls: list[str] = []
+    original = finder.find
+
+    def find_while_routes_move(**kwargs: object) -> GatewayTarget:
+        calls.append("find")
+        if len(calls) == 1:
+            watched.system["now"] = WG  # back where the watch started from
+        return original(**kwargs)  # type: ignore[arg-type]
+
+    finder.find = find_while_routes_move  # type: ignore[method-assign]
+    watched.system["now"] = MOVED
+    watched.path["now"] = "10.8.3.4 ifindex 9"
+    assert watched.events.notify is not None
+    watched.events.notify()
+    watched.engine.run_pending()
+
+    assert ["find", "find"] == calls
+    watched.engine.close()

@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from pia_mqtt.core.model import GatewayTarget
+    from pia_mqtt.gateway.routes import Candidate
     from pia_mqtt.pia.lease import Lease
 
 
@@ -39,6 +40,9 @@ class Finder(Protocol):
 
     def fingerprint(self) -> str:
         """A cheap, local digest of routes and addresses; changes when the VPN moves."""
+
+    def candidates(self) -> list[Candidate]:
+        """The local candidates, best first (routes and addresses; sends nothing)."""
 
     def path(self, address: str) -> str | None:
         """How this host reaches ``address`` (source address, interface); sends nothing."""

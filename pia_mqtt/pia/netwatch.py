@@ -72,6 +72,16 @@ class NetworkWatch:
         self._digest = digest
         return True
 
+    def confirm(self) -> None:
+        """After a detection: when routes moved while it ran, check again right away.
+
+        What detection read may already be gone; the digest is forgotten so that the next
+        check runs even if the routes flap back to what :meth:`mark` saw.
+        """
+        if self._finder.fingerprint() != self._digest:
+            self._digest = None
+            self._engine.call_soon("watch", self.check)
+
     def check(self) -> None:
         """Compare the digest now; call ``on_change`` when it moved (engine thread)."""
         if self.changed() and self._on_change is not None:

@@ -177,6 +177,8 @@ def test_restart_binds_on_the_saved_gateway_without_any_sweep(
 ):
     """A restart binds on the gateway saved with the lease: no hop probe, no sweep.
 
+    detect-gateway lists the saved gateway first, as ``saved``.
+
     ``once`` finds it by the hop probe (token endpoint on the public address, no
     PIA_GATEWAY) and saves it with the lease; the next start binds there at once.
 
@@ -192,12 +194,17 @@ def test_restart_binds_on_the_saved_gateway_without_any_sweep(
 
     first, first_log = once(net, env)
     saved: dict[str, Any] = json.loads((tmp_path / "pia-lease.json").read_text())
+    report = detect_gateway_cli(
+        net.client, ca_file, target=PUBLIC_TARGET, env={"STATE_FILE": env["STATE_FILE"]}
+    )
     drop_icmp(net.router)
     second, second_log = once(net, env)
 
     assert f"gateway={PIA_SERVER}" in first, first + first_log
     assert f"PIA gateway {PIA_SERVER} (hop 2 (traceroute))" in first_log, first_log
     assert {"address": PIA_SERVER, "hostname": CN} == saved["gateway"]
+    listed = " ".join(report.splitlines()[0].split())
+    assert f"{PIA_SERVER} saved (certificate {CN}) OK CN={CN}" == listed, report
     assert f"port={saved['port']} status=active gateway={PIA_SERVER}" in second, second_log
     assert f"PIA gateway {PIA_SERVER} (saved)" in second_log, second_log
     assert "sweeping" not in second_log, second_log

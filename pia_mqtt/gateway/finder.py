@@ -80,12 +80,13 @@ class GatewayFinder:
         """Addresses to try, best first; reads local state only, sends nothing."""
         return self._local(*self._system())
 
-    def detect_all(self) -> list[CandidateResult]:
-        """Probe every candidate, sweeping when none verifies.
+    def detect_all(self, *, saved: GatewayTarget | None = None) -> list[CandidateResult]:
+        """Probe every candidate (``saved`` first), sweeping when none verifies.
 
         What the hop probe and the sweep did is in :attr:`notes` afterwards.
         """
-        return self._detect(stop_at_first_ok=False)
+        tried = [self._saved_result(saved)] if saved is not None and not self._configured else []
+        return tried + self._detect(stop_at_first_ok=False)
 
     def find(self, *, saved: GatewayTarget | None = None) -> GatewayTarget:
         """Return the best verified candidate; raise GatewayNotFoundError listing them all.
@@ -95,8 +96,7 @@ class GatewayFinder:
         """
         tried: list[CandidateResult] = []
         if saved is not None and self._configured is None:
-            candidate = Candidate(saved.address, SAVED, f"certificate {saved.hostname}")
-            result = CandidateResult(candidate, self._probe_one(candidate, saved.hostname))
+            result = self._saved_result(saved)
             if result.probe.ok:
                 return self._target_of(result)
             log.info(
@@ -112,6 +112,10 @@ class GatewayFinder:
                 not_found_message(results, port=self._port, notes=self.notes)
             )
         return self._target_of(best)
+
+    def _saved_result(self, saved: GatewayTarget) -> CandidateResult:
+        candidate = Candidate(saved.address, SAVED, f"certificate {saved.hostname}")
+        return CandidateResult(candidate, self._probe_one(candidate, saved.hostname))
 
     def fingerprint(self) -> str:
         """Digest the routes and addresses detection depends on; sends no network traffic.

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
 
 from pia_mqtt.core.engine import Engine
 from pia_mqtt.core.model import Command, EventKind, GatewayTarget, Status
@@ -29,9 +28,6 @@ from pia_mqtt.pia.lease import Lease, LeaseStore
 from pia_mqtt.pia.netwatch import NetworkWatch
 from pia_mqtt.pia.retry import PORT_LIFETIME, forget_gateway, retry_delay
 from pia_mqtt.redact import describe
-
-if TYPE_CHECKING:
-    from pia_mqtt.gateway.routes import Candidate
 
 log = logging.getLogger(__name__)
 
@@ -70,10 +66,6 @@ class LeaseManager:
         self._saved_gateway: GatewayTarget | None = None
         self._stored_gateway: tuple[str, str] | None = None
         self._watch = NetworkWatch(engine, finder, interval=watch_interval, events=events)
-        # How the gateway was reached at the last bind (source address, interface), and
-        # the local candidates the last detection saw.
-        self._path: str | None = None
-        self._candidates: list[Candidate] | None = None
 
     @property
     def _now(self) -> datetime:
@@ -187,16 +179,11 @@ class LeaseManager:
             # Waiting out a backoff (or never found one): the network changed, so try now.
             self.acquire()
             return
-        candidates = self._finder.candidates()
-        path = self._finder.path(self._gateway.address)
-        if candidates == self._candidates and path is not None and path == self._path:
-            # The same candidates, the gateway reached from the same address over the same
-            # interface (not made again): another network changed (a container started on a
-            # host-network setup). No probe, no bind, no re-apply.
+        if self._watch.untouched(self._gateway.address):
+            # Another network changed (a container started on a host-network setup).
             log.debug("Routes changed, not the way to gateway %s", self._gateway.address)
             self._tunnel_changed = False
             return
-        self._candidates = candidates
         try:
             gateway = self._finder.find()
         except GatewayNotFoundError as exc:
@@ -215,7 +202,6 @@ class LeaseManager:
     # -- steps --------------------------------------------------------------------------------
     def _detect(self) -> GatewayTarget:
         self._watch.mark()
-        self._candidates = self._finder.candidates()
         try:
             gateway = self._finder.find(saved=self._saved_gateway)
         finally:
@@ -301,7 +287,7 @@ class LeaseManager:
         recovered = previous.status is not Status.ACTIVE
         self._failures = 0
         self._lost_announced = False
-        self._path = self._finder.path(gateway.address)
+        self._watch.bound(gateway.address)
         self._engine.update(
             status=Status.ACTIVE,
             port=lease.port,

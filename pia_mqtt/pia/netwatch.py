@@ -9,6 +9,9 @@ and this class answers it without waking the daemon for nothing:
 - Where netlink is refused, the digest is read every ``GATEWAY_WATCH_INTERVAL`` seconds.
 - Either way the keep-alive asks :meth:`NetworkWatch.changed` too: a free safety net
   for a change the events missed.
+- A changed digest is not yet a changed tunnel: :meth:`NetworkWatch.untouched` tells a
+  container's new network (same candidates, gateway reached the same way) from a VPN
+  reconnect or move.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from pia_mqtt.core.engine import Engine
+    from pia_mqtt.gateway.routes import Candidate
     from pia_mqtt.pia.interfaces import Finder, RouteEvents
 
 log = logging.getLogger(__name__)
@@ -45,6 +49,10 @@ class NetworkWatch:
         self._queued = threading.Event()
         self._digest: str | None = None
         self._on_change: Callable[[], None] | None = None
+        # The local candidates the last detection saw, and how the gateway was reached at
+        # the last bind (source address, interface index).
+        self._candidates: list[Candidate] | None = None
+        self._path: str | None = None
 
     @property
     def event_driven(self) -> bool:
@@ -63,6 +71,24 @@ class NetworkWatch:
     def mark(self) -> None:
         """The routing state detection is about to look at: changes are measured from here."""
         self._digest = self._finder.fingerprint()
+        self._candidates = self._finder.candidates()
+
+    def bound(self, gateway: str) -> None:
+        """A port was bound on ``gateway``: remember the way to it."""
+        self._path = self._finder.path(gateway)
+
+    def untouched(self, gateway: str) -> bool:
+        """After a change: the same local candidates, and ``gateway`` reached the same way.
+
+        Same source address over the same interface (not one made again): the change was
+        elsewhere, nothing to probe. Otherwise the new candidates are remembered.
+        """
+        candidates = self._finder.candidates()
+        path = self._finder.path(gateway)
+        if candidates == self._candidates and path is not None and path == self._path:
+            return True
+        self._candidates = candidates
+        return False
 
     def changed(self) -> bool:
         """Whether the digest differs from the last one seen (and remember the new one)."""

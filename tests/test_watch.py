@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,7 @@ import pytest
 
 from pia_mqtt.core.engine import Engine, utc_now
 from pia_mqtt.core.model import EventKind, GatewayTarget, Status
+from pia_mqtt.gateway import netlink
 from pia_mqtt.gateway.finder import GatewayFinder
 from pia_mqtt.gateway.routes import Address, Route
 from pia_mqtt.pia.client import PiaClient
@@ -258,3 +260,15 @@ def test_routes_that_move_during_a_detection_get_another_one(pia_sim: PiaSimulat
 
     assert ["find", "find"] == calls
     watched.engine.close()
+
+
+def test_netlink_refused_is_reported_and_start_says_so(monkeypatch, caplog):
+    """Where the kernel (or seccomp) refuses an rtnetlink socket, start() returns False."""
+
+    def refused(*_args: object, **_kwargs: object) -> socket.socket:
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(netlink.socket, "socket", refused)
+    with caplog.at_level(logging.INFO):
+        assert not netlink.NetlinkWatch().start(lambda: None)
+    assert "Route events (netlink) unavailable: [Errno 1] Operation not permitted" in caplog.text

@@ -48,7 +48,8 @@ for _ in $(seq "$RUNS"); do
   echo -e Expires on'\t'"$(date --date="$expires_at")"
 done
 """
-OFF = {"QBITTORRENT_HOST", "QBITTORRENT_USER", "QBITTORRENT_PASS", "MQTT_HOST", "MQTT_PORT"}
+MQTT = frozenset({"MQTT_HOST", "MQTT_PORT"})
+OFF = frozenset({"QBITTORRENT_HOST", "QBITTORRENT_USER", "QBITTORRENT_PASS"}) | MQTT
 KEEPALIVES_PER_HOUR = 4
 
 
@@ -89,7 +90,13 @@ def _bound(run: Path, daemon: Daemon, timeout: float = 30) -> None:
 
 
 def _pair(
-    peers: Peers, folder: Path, name: str, seconds: float, *, files_only: bool, busy: dict[str, str]
+    peers: Peers,
+    folder: Path,
+    name: str,
+    seconds: float,
+    *,
+    drop: frozenset[str],
+    busy: dict[str, str],
 ) -> tuple[float, int, float, float]:
     """Idle daemon and a busy twin over one window: idle CPU, idle wake-ups, busy CPU, binds."""
     daemons: dict[str, tuple[Daemon, Path]] = {}
@@ -98,8 +105,7 @@ def _pair(
             run = folder / f"{name}-{role}"
             run.mkdir()
             env = peers.env(run, f"bench-{name}-{role}", **extra)
-            if files_only:
-                env = {k: v for k, v in env.items() if k not in OFF}
+            env = {k: v for k, v in env.items() if k not in drop}
             daemons[role] = (Daemon.start(env, run / "daemon.log"), run)
         for daemon, run in daemons.values():
             _bound(run, daemon)
@@ -124,12 +130,13 @@ def _pair(
 
 def daemon_per_hour(peers: Peers, folder: Path, seconds: float, results: Results) -> None:
     """Files only, then MQTT + qBittorrent: idle CPU and wake-ups, keep-alive cost, per hour."""
-    for label, files_only in (("files only", True), ("MQTT + qBittorrent", False)):
-        name = "files" if files_only else "full"
+    for label, name, drop in (
+        ("files only", "files", OFF),
+        ("qBittorrent", "qbt", MQTT),
+        ("MQTT + qBittorrent", "full", frozenset()),
+    ):
         busy = {"PORT_FORWARD_REFRESH_INTERVAL": "1"}
-        idle_cpu, woke, busy_cpu, binds = _pair(
-            peers, folder, name, seconds, files_only=files_only, busy=busy
-        )
+        idle_cpu, woke, busy_cpu, binds = _pair(peers, folder, name, seconds, drop=drop, busy=busy)
         keepalive = max(0.0, busy_cpu - idle_cpu) / max(1, binds - 1)
         idle_hour = idle_cpu / seconds * 3600
         per_hour = idle_hour + KEEPALIVES_PER_HOUR * keepalive
@@ -147,7 +154,7 @@ def check_costs(peers: Peers, folder: Path, seconds: float, results: Results) ->
     from tests.fake_gluetun import FakeGluetun  # noqa: PLC0415
 
     idle_cpu, _, busy_cpu, _ = _pair(
-        peers, folder, "qbtcheck", seconds, files_only=False,
+        peers, folder, "qbtcheck", seconds, drop=MQTT,
         busy={"QBITTORRENT_CHECK_INTERVAL": "1"},
     )  # fmt: skip
     # The default is 60 s: the idle daemon ran seconds / 60 checks, the busy one `seconds`.
@@ -156,11 +163,11 @@ def check_costs(peers: Peers, folder: Path, seconds: float, results: Results) ->
     with FakeGluetun() as gluetun:
         extra = {"GLUETUN_CONTROL_URL": gluetun.url}
         idle_cpu, _, busy_cpu, _ = _pair(
-            peers, folder, "gluetuncheck", seconds, files_only=True,
+            peers, folder, "gluetuncheck", seconds, drop=OFF,
             busy={**extra, "GLUETUN_CHECK_INTERVAL": "1"},
         )  # fmt: skip
         base_idle, _, with_default, _ = _pair(
-            peers, folder, "gluetunidle", seconds, files_only=True, busy=extra
+            peers, folder, "gluetunidle", seconds, drop=OFF, busy=extra
         )
     # busy - idle holds the pushes too: the twin with the default 30 s prices those.
     per_check = ((busy_cpu - idle_cpu) - (with_default - base_idle)) / (seconds - seconds / 30)

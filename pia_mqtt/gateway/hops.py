@@ -13,6 +13,7 @@ wait: a handful of tiny packets, well under a second. Linux only.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import select
@@ -101,11 +102,13 @@ def trace(target: str, *, max_hops: int = MAX_HOPS, wait: float = WAIT) -> list[
         except OSError as exc:
             raise HopProbeUnavailableError(f"IP_RECVERR refused: {exc}") from exc
         sock.setblocking(False)  # noqa: FBT003 - the socket API
+        sent = 0
         for ttl in range(1, max_hops + 1):
             sock.setsockopt(SOL_IP, socket.IP_TTL, ttl)
             if not _send(sock, target, ttl):
-                return []
-        return _collect(sock, max_hops, time.monotonic() + wait)
+                break
+            sent = ttl
+        return _collect(sock, sent, time.monotonic() + wait) if sent else []
 
 
 def _send(sock: socket.socket, target: str, ttl: int) -> bool:
@@ -136,6 +139,7 @@ def _collect(sock: socket.socket, max_hops: int, end: float) -> list[Hop]:
             try:
                 _data, ancdata, _flags, address = sock.recvmsg(512, 512, MSG_ERRQUEUE)
             except (BlockingIOError, InterruptedError):
+                _discard(sock)
                 break
             hop = parse_error(ancdata, address[1]) if isinstance(address, tuple) else None
             if hop is not None:
@@ -143,6 +147,13 @@ def _collect(sock: socket.socket, max_hops: int, end: float) -> list[Hop]:
         if _complete(hops, max_hops):
             break
     return [hops[ttl] for ttl in sorted(hops)]
+
+
+def _discard(sock: socket.socket) -> None:
+    """Read away ordinary datagrams (a target that answers UDP): poll would never rest."""
+    with contextlib.suppress(OSError):
+        while sock.recv(512):
+            pass
 
 
 def _complete(hops: dict[int, Hop], max_hops: int) -> bool:

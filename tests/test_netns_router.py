@@ -230,7 +230,7 @@ NETLINK = """import json, subprocess, sys, threading, time
 from pia_mqtt.gateway.netlink import NetlinkWatch
 calls, changes = [], []
 ready = threading.Event()
-watch = NetlinkWatch(quiet=0.05, max_delay=0.5)
+watch = NetlinkWatch(quiet=0.2, max_delay=0.5)  # a loaded CI machine is slow
 assert watch.start(lambda: calls.append(time.monotonic()))
 def ip(*args):
     subprocess.run(["ip", *args], check=True, capture_output=True)
@@ -241,7 +241,7 @@ settle(0.3)
 at_rest = len(calls)
 batch = "".join(f"address add 10.9.0.{i}/32 dev a0\\n" for i in range(1, 31))
 subprocess.run(["ip", "-batch", "-"], input=batch, text=True, check=True)
-settle(0.4)
+settle(0.7)
 after_burst = len(calls) - at_rest
 flap_began = time.monotonic()
 while time.monotonic() - flap_began < 2.0:
@@ -249,7 +249,7 @@ while time.monotonic() - flap_began < 2.0:
     settle(0.05)
     ip("route", "del", "10.77.0.0/16", "dev", "a0")
     settle(0.05)
-settle(0.4)
+settle(0.7)
 during = [t for t in calls if flap_began <= t <= changes[-1]]
 watch.close()
 print(json.dumps({"at_rest": at_rest, "after_burst": after_burst, "during_flap": len(during),

@@ -20,7 +20,7 @@ import pytest
 
 from pia_mqtt.core.engine import Engine, utc_now
 from pia_mqtt.core.model import EventKind, GatewayTarget, Status
-from pia_mqtt.gateway import netlink
+from pia_mqtt.gateway import netlink, routes
 from pia_mqtt.gateway.finder import GatewayFinder
 from pia_mqtt.gateway.routes import Address, Route
 from pia_mqtt.pia.client import PiaClient
@@ -93,9 +93,11 @@ def build(sim: PiaSimulator, folder: Path, *, events: FakeEvents) -> Watched:
         ca_file=sim.ca_file,
         gateway_port=gateway.port,
     )
-    # How the gateway is reached: the real answer for 127.0.0.1 never changes.
+    # What the watch compares follows the table, not this host: the configured gateway
+    # never reads the system, and the real way to 127.0.0.1 never changes.
     path = {"now": "10.5.200.17 ifindex 7"}
     finder.path = lambda _address: path["now"]  # type: ignore[method-assign]
+    finder.candidates = lambda: routes.candidates(*system["now"], configured=None)  # type: ignore[method-assign]
     manager = LeaseManager(
         engine,
         pia=pia,

@@ -193,9 +193,9 @@ class LeaseManager:
             self._watch.confirm()
         if (gateway.address, gateway.hostname) == (self._gateway.address, self._gateway.hostname):
             # Same server, but the tunnel went down and up (a VPN reconnect): bind now and
-            # re-apply the port to the sinks.
+            # re-apply the port to the sinks (acquire, not keepalive: no second digest check).
             self._gateway = gateway
-            self.keepalive()
+            self.acquire()
             return
         self._moved(gateway)
 

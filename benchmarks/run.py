@@ -1,7 +1,8 @@
 """Run every benchmark and print one table: ``python -m benchmarks.run [--runs N] [--quick]``.
 
-Needs root (network namespaces), ``mosquitto``, ``qbittorrent-nox`` and ``iproute2``, and
-the test extra (``pip install -e '.[test]'``). Every peer runs on 127.0.0.1 or inside
+Needs root (network namespaces), ``mosquitto``, ``qbittorrent-nox``, ``iproute2``,
+``nftables``, ``curl`` and ``jq`` (PIA's own loop, measured next to the daemon), and the
+test extra (``pip install -e '.[test]'``). Every peer runs on 127.0.0.1 or inside
 namespaces made here; nothing is sent anywhere else. See docs/performance.md.
 """
 

@@ -8,7 +8,9 @@ answers ICMP "time exceeded", which the kernel queues on the socket's error queu
 router's address (``SO_EE_OFFENDER``). The destination's own "port unreachable" ends it.
 
 Unlike tracepath every TTL is sent at once and the answers are collected for one short
-wait: a handful of tiny packets, well under a second. Linux only.
+wait: a handful of tiny packets, well under a second. Linux only. Routers rate-limit the
+ICMP errors they send to one host (Linux: a burst of 6, then one a second), so probes
+run back to back within a second may hear fewer hops; detection does not run that often.
 """
 
 from __future__ import annotations

@@ -446,3 +446,18 @@ def test_a_sweep_range_outside_0_255_is_a_configuration_error(monkeypatch, value
     monkeypatch.setenv("GATEWAY_SWEEP", value)
     with pytest.raises(ConfigError, match="GATEWAY_SWEEP: a range of N within 0-255"):
         load_settings(require_credentials=False)
+
+
+def test_the_hop_probe_reads_the_destinations_answer_from_the_error_queue():
+    """The real kernel path: an ICMP answer read with MSG_ERRQUEUE and SO_EE_OFFENDER.
+
+    On loopback the first TTL already reaches the destination (port unreachable); nothing
+    leaves the host.
+    """
+    found = hops.trace("127.0.0.1", max_hops=2, wait=2.0)
+    assert hops.Hop(1, "127.0.0.1", reached=True) == found[0], found
+
+
+def test_the_sweep_stops_at_its_deadline():
+    """A sweep out of time reports that it was cut off rather than running on."""
+    assert ([], True) == sweep.open_ports(["127.0.0.2"], 9, deadline=0)

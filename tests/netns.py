@@ -297,7 +297,7 @@ def drop_icmp(ns: Netns) -> None:
     Needs nftables' ``nft``: missing, the test fails under ``CI=true`` and skips locally.
     """
     if shutil.which("nft") is None:
-        from tests.fixtures.peersroot import missing_peer  # noqa: PLC0415
+        from tests.fixtures.peersroot import missing_peer  # pytest: tests only, not benchmarks
 
         missing_peer("nft is not installed: apt-get install nftables")
     rules = (

@@ -1,4 +1,4 @@
-"""Gateway move: the VPN reconnects to another server; time until the port is everywhere again.
+"""VPN move: the VPN reconnects to another server; time until the port is everywhere again.
 
 The network is the one ``tests/test_netns.py`` builds for its gateway-move test, made by
 ``tests.netns.NetLab`` (namespaces and veth pairs that exist only on this machine, removed
@@ -7,7 +7,8 @@ each running a simulator gateway on port 19999). Everything the daemon talks to 
 the gateways (token endpoint, mosquitto, qbittorrent-nox) runs inside the client
 namespace, on its own loopback, driven by this module's :func:`main` which also performs
 the moves (address and default route switched from one gateway to the other) and times
-them. ``GATEWAY_WATCH_INTERVAL`` keeps its default (5 s).
+them. Route events (rtnetlink) wake the daemon; the clock starts before the first ``ip``
+command of the move, so the figure includes the three ``ip`` runs.
 """
 
 from __future__ import annotations

@@ -162,15 +162,19 @@ def _healthcheck(settings: Settings) -> int:
 
 def _detect_gateway(settings: Settings) -> int:
     from pia_mqtt.gateway.finder import format_results  # noqa: PLC0415
+    from pia_mqtt.pia.lease import LeaseStore  # noqa: PLC0415
     from pia_mqtt.wiring import build_finder  # noqa: PLC0415
 
     finder = build_finder(settings)
-    results = finder.detect_all()
-    if not results:
-        print("no gateway candidates: no routes or tunnel interfaces found; is the VPN up?")
-        return EXIT_FAILED
-    print(format_results(results))
-    return EXIT_OK if any(r.probe.ok for r in results) else EXIT_FAILED
+    results = finder.detect_all(saved=LeaseStore(settings.state_file).load_gateway())
+    print(format_results(results, notes=finder.notes))
+    if any(r.probe.ok for r in results):
+        return EXIT_OK
+    print(
+        "no gateway candidate verified: is the VPN up? "
+        "(README, troubleshooting: Could not detect gateway IP)"
+    )
+    return EXIT_FAILED
 
 
 def _run(settings: Settings, *, once: bool, duration: float | None = None) -> int:

@@ -13,6 +13,7 @@ from importlib import resources
 from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
@@ -76,6 +77,8 @@ class Settings(BaseModel):
     pia_ca_cert: Path | None = None
     pia_gateway_port: Port = 19999
     gateway_watch_interval: float = Field(default=2.0, gt=0, le=300)
+    gateway_probe_target: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9.:-]*$")
+    gateway_sweep: str = Field(default="0-255", pattern=r"(?i)^(off|\d{1,3}(-\d{1,3})?)$")
     # qBittorrent
     qbittorrent_host: str | None = None
     qbittorrent_user: str = "admin"
@@ -122,6 +125,19 @@ class Settings(BaseModel):
     def ca_cert(self) -> Path:
         """The CA that gateway certificates must chain to."""
         return self.pia_ca_cert or bundled_pia_ca()
+
+    @property
+    def probe_target(self) -> str | None:
+        """Where the hop probe sends toward: GATEWAY_PROBE_TARGET, else PIA_TOKEN_URL's host."""
+        return self.gateway_probe_target or urlsplit(self.pia_token_url).hostname
+
+    @property
+    def sweep_octets(self) -> range | None:
+        """The N of the sweep's ``10.N.0.1``/``10.N.128.1`` (None: no sweep)."""
+        if self.gateway_sweep.lower() == "off":
+            return None
+        first, _, last = self.gateway_sweep.partition("-")
+        return range(int(first), int(last or first) + 1)
 
     @property
     def gluetun_url(self) -> str:
@@ -213,6 +229,12 @@ def _cross_checks(s: Settings, *, require_credentials: bool) -> list[str]:
         if s.pia_pass is None:
             problems.append("PIA_PASS: required (or PIA_PASS_FILE)")
     problems += checks.pia_problems(s)
+    octets = s.sweep_octets
+    if octets is not None and not (0 <= octets.start < octets.stop <= 256):
+        problems.append(
+            f"GATEWAY_SWEEP: a range of N within 0-255 such as 0-255 or 13-13, or off "
+            f"(got {s.gateway_sweep!r})"
+        )
     for name, url in (
         ("QBITTORRENT_HOST", s.qbittorrent_host),
         ("TRANSMISSION_URL", s.transmission_url),

@@ -152,6 +152,7 @@ def _controller(settings: Settings, engine: Engine, store: LeaseStore) -> Contro
         # one interval goes unseen), never lengthens it.
         interval = min(POLL_INTERVAL, settings.gluetun_check_interval)
         return GluetunFollower(engine, GluetunPortReader(client), interval=interval)
+    from pia_mqtt.gateway.netlink import NetlinkWatch  # noqa: PLC0415
     from pia_mqtt.pia.client import PiaClient  # noqa: PLC0415
     from pia_mqtt.pia.manager import LeaseManager  # noqa: PLC0415
 
@@ -169,6 +170,7 @@ def _controller(settings: Settings, engine: Engine, store: LeaseStore) -> Contro
         store=store,
         refresh_interval=settings.port_forward_refresh_interval,
         watch_interval=settings.gateway_watch_interval,
+        events=NetlinkWatch(),
     )
 
 
@@ -182,6 +184,8 @@ def build_finder(settings: Settings) -> GatewayFinder:
         hostname=settings.pia_hostname,
         port=settings.pia_gateway_port,
         ca_file=settings.ca_cert,
+        probe_target=settings.probe_target,
+        sweep_octets=settings.sweep_octets,
     )
 
 

@@ -13,6 +13,7 @@ import json
 import os
 import queue
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -240,3 +241,78 @@ def remove_stale_namespaces() -> list[str]:
         run_ip("netns", "del", name)
         removed.append(name)
     return removed
+
+
+# The router-level VPN network (issue 15): every address below exists only in these
+# namespaces. 198.18.0.0/15 is the benchmarking range, never routed on the internet.
+LAN_CLIENT, LAN_ROUTER = "192.168.50.10", "192.168.50.1"
+TUNNEL_ROUTER, PIA_SERVER = "10.13.128.2", "10.13.128.1"
+PUBLIC_SERVER, PUBLIC_TARGET = "198.18.0.1", "198.18.0.100"
+
+
+@dataclass
+class RouterLevel:
+    """client -> router (forwarding, its default route into the tunnel) -> PIA server -> public.
+
+    ``server`` holds ``PIA_SERVER`` (10.13.128.1), where the simulator's gateway runs;
+    ``public`` holds ``PUBLIC_TARGET``, the address the hop probe sends toward.
+    """
+
+    client: Netns
+    router: Netns
+    server: Netns
+    public: Netns
+
+
+def router_level(
+    lab: NetLab, *, client: Netns | None = None, client_if: str = "eth0"
+) -> RouterLevel:
+    """Build the router-level VPN network; ``client`` may be made by the caller (Multus)."""
+    client = client or lab.namespace("cl")
+    router, server, public = lab.namespace("rt"), lab.namespace("pia"), lab.namespace("pub")
+    lab.veth(client, client_if, router, "lan0")
+    lab.veth(router, "tun0", server, "tun0")
+    lab.veth(server, "out0", public, "eth0")
+    client.ip("addr", "add", f"{LAN_CLIENT}/24", "dev", client_if)
+    router.ip("addr", "add", f"{LAN_ROUTER}/24", "dev", "lan0")
+    router.ip("addr", "add", f"{TUNNEL_ROUTER}/24", "dev", "tun0")
+    server.ip("addr", "add", f"{PIA_SERVER}/24", "dev", "tun0")
+    server.ip("addr", "add", f"{PUBLIC_SERVER}/24", "dev", "out0")
+    public.ip("addr", "add", f"{PUBLIC_TARGET}/24", "dev", "eth0")
+    client.ip("route", "add", "default", "via", LAN_ROUTER)
+    router.ip("route", "add", "default", "via", PIA_SERVER)
+    server.ip("route", "add", "192.168.50.0/24", "via", TUNNEL_ROUTER)
+    public.ip("route", "add", "default", "via", PUBLIC_SERVER)
+    for ns in (router, server):
+        # /proc/sys/net shows the namespace of the process that writes it (no procps needed).
+        done = ns.run("sh", "-c", "echo 1 > /proc/sys/net/ipv4/ip_forward")
+        if done.returncode != 0:
+            raise NetnsError(f"ip_forward in {ns.name}: {done.stderr.strip()}")
+    return RouterLevel(client, router, server, public)
+
+
+def drop_icmp(ns: Netns) -> None:
+    """Drop every ICMP packet the namespace forwards or sends (the hop probe goes blind).
+
+    Needs nftables' ``nft``: missing, the test fails under ``CI=true`` and skips locally.
+    """
+    if shutil.which("nft") is None:
+        from tests.fixtures.peersroot import missing_peer  # pytest: tests only, not benchmarks
+
+        missing_peer("nft is not installed: apt-get install nftables")
+    rules = (
+        "table inet pmq_drop_icmp {\n"
+        " chain forward_icmp { type filter hook forward priority 0; meta l4proto icmp drop; }\n"
+        " chain output_icmp { type filter hook output priority 0; meta l4proto icmp drop; }\n"
+        "}\n"
+    )
+    done = subprocess.run(
+        ns.argv("nft", "-f", "-"),
+        check=False,
+        input=rules,
+        capture_output=True,
+        text=True,
+        timeout=10,
+    )
+    if done.returncode != 0:
+        raise NetnsError(f"nft in {ns.name}: {done.stderr.strip()} (apt-get install nftables)")

@@ -333,6 +333,8 @@ def test_push_mode_vpn_reconnect_reapplies_and_gluetun_gets_the_port_at_once(
         hooks = HookSink(str(hook), engine, clock=utc_now, timeout=10)
         engine.attach(daemon.manager, [*engine.sinks, push, torrent, hooks])
         daemon.manager._finder._read_system = lambda: (list(routes), [])  # type: ignore[attr-defined]
+        # The way to the gateway follows the fake table (a tunnel made again: new interface).
+        daemon.manager._finder.path = lambda _gw: f"10.9.0.2 ifindex {len(routes)}"  # type: ignore[attr-defined]
         daemon.engine.start()
         advance(daemon.engine, traveller, 6)
         for sink in (push, torrent, hooks):

@@ -93,16 +93,17 @@ def detect(client: Netns, ca_file: Path, *, read: str = "ip") -> dict[str, Any]:
     return client.python(DETECT, str(ca_file), read)
 
 
-def detect_gateway_cli(client: Netns, ca_file: Path) -> str:
-    """``python -m pia_mqtt detect-gateway`` inside ``client`` (the lead's CLI)."""
-    done = client.run(
-        sys.executable,
-        "-m",
-        "pia_mqtt",
-        "detect-gateway",
-        env=child_env({"PIA_CA_CERT": str(ca_file)}),
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
+def detect_gateway_cli(
+    client: Netns, ca_file: Path, *, target: str, env: dict[str, str] | None = None, code: int = 0
+) -> str:
+    """``python -m pia_mqtt detect-gateway`` inside ``client``; assert its exit status.
+
+    ``target`` (an address inside the test's namespaces) is where the hop probe sends:
+    never PIA_TOKEN_URL's real host, which would also need a name lookup.
+    """
+    settings = {"PIA_CA_CERT": str(ca_file), "GATEWAY_PROBE_TARGET": target, **(env or {})}
+    done = client.run(sys.executable, "-m", "pia_mqtt", "detect-gateway", env=child_env(settings))
+    assert code == done.returncode, done.stdout + done.stderr
     return done.stdout
 
 
@@ -115,7 +116,7 @@ def ok_line(report: str, address: str) -> str:
 
 def check_cli(client: Netns, ca_file: Path, address: str, cn: str) -> None:
     """Assert ``pia-mqtt detect-gateway`` reports the gateway OK with its CN."""
-    line = ok_line(detect_gateway_cli(client, ca_file), address)
+    line = ok_line(detect_gateway_cli(client, ca_file, target=address), address)
     assert f"CN={cn}" in line, line
 
 

@@ -133,6 +133,9 @@ def test_a_network_change_with_the_same_gateway_reapplies_the_port(
     with at(utc_now()) as traveller:
         daemon = build_daemon(pia_sim, tmp_path, watch_interval=5)
         daemon.manager._finder._read_system = lambda: (list(routes), [])  # type: ignore[attr-defined]
+        # The way to the gateway follows the fake table too (a tunnel made again has a new
+        # interface): a change that leaves it alone is another network's, not a reconnect.
+        daemon.manager._finder.path = lambda _gw: f"10.9.0.2 ifindex {len(routes)}"  # type: ignore[attr-defined]
         daemon.engine.start()
         advance(daemon.engine, traveller, 6)
         port = daemon.engine.snapshot.port

@@ -142,6 +142,10 @@ class Engine:
         """Queue an event to be dispatched to every sink."""
         self._queue.put(("event", event))
 
+    def call_soon(self, name: str, job: Callable[[], None]) -> None:
+        """Queue ``job`` to run on the engine thread (route events from the netlink thread)."""
+        self._queue.put(("call", (name, job)))
+
     def request_stop(self) -> None:
         """Ask the loop to stop (signal handlers); raises to abort a blocking call."""
         self._stopping.set()
@@ -278,6 +282,10 @@ class Engine:
                 self._stopping.set()
             elif not self._stopping.is_set():
                 self._on_command(command, source)
+        elif kind == "call":
+            name, job = payload
+            with self.interruptible():
+                self._guard(name, job)
         elif kind == "report":
             self._record_health(*payload)
         elif kind == "event":

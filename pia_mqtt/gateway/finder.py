@@ -1,10 +1,14 @@
-"""Find the PIA gateway: read routes and addresses, probe candidates, watch for changes.
+"""Find the PIA gateway: read routes and addresses, trace the first hops, probe, sweep.
 
-:mod:`pia_mqtt.gateway.routes` decides which addresses are worth trying (pure); this module reads
-the system through :mod:`pia_mqtt.gateway.system` and probes every candidate at once. A
-candidate counts only if its API port completes a TLS handshake that chains to PIA's CA
+:mod:`pia_mqtt.gateway.routes` ranks the addresses this host's own state suggests (pure);
+:mod:`pia_mqtt.gateway.hops` adds the private routers beyond this host's router
+(router-level VPN, Multus), traced in a thread while the local candidates are probed; the
+sweep of :mod:`pia_mqtt.gateway.sweep` runs only when nothing else answered. A candidate
+counts only if its API port completes a TLS handshake that chains to PIA's CA
 (:func:`pia_mqtt.pia.tls.probe`); the certificate's name is learned from it unless
-``PIA_HOSTNAME`` pins one.
+``PIA_HOSTNAME`` pins one. Candidates are probed concurrently and the first verified one
+in rank order wins once every better one failed, or after a short grace: a silent old
+gateway never holds detection up.
 """
 
 from __future__ import annotations
@@ -13,14 +17,15 @@ import hashlib
 import logging
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pia_mqtt.core.model import GatewayTarget
 from pia_mqtt.errors import GatewayNotFoundError
-from pia_mqtt.gateway import routes
+from pia_mqtt.gateway import hops, routes
+from pia_mqtt.gateway.beyond import Beyond, Found
+from pia_mqtt.gateway.report import CandidateResult, format_results, not_found_message
 from pia_mqtt.gateway.routes import Address, Candidate, Route
-from pia_mqtt.gateway.system import kernel_fingerprint, read_system_routes
+from pia_mqtt.gateway.system import kernel_fingerprint, path_to, read_system_routes
 from pia_mqtt.pia.tls import ProbeResult, Verdict, probe
 
 if TYPE_CHECKING:
@@ -30,29 +35,21 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_WORKERS = 16
+# How long a verified candidate waits for better-ranked ones still probing.
+GRACE = 0.2
+SAVED = "saved"
 
-HINTS = (
-    "Common causes:",
-    "  - VPN not connected yet: wait until the tunnel is up (it is retried automatically).",
-    "  - Non-standard PIA gateway IP: set PIA_GATEWAY to the gateway's address.",
-    "  - Firewall blocking port {port}: allow TCP to the gateway on that port (PIA_GATEWAY_PORT).",
-)
-
-
-@dataclass(frozen=True)
-class CandidateResult:
-    """One candidate and what probing it found."""
-
-    candidate: Candidate
-    probe: ProbeResult
+__all__ = ["CandidateResult", "GatewayFinder", "format_results", "not_found_message"]
 
 
 class GatewayFinder:
-    """Detect the PIA gateway from this host's routes and addresses.
+    """Detect the PIA gateway from this host's routes and addresses, and the hops beyond.
 
     ``configured`` (``PIA_GATEWAY``) is the user's choice: it is the only address probed,
     and it still has to pass the TLS check. ``hostname`` (``PIA_HOSTNAME``) must then be
-    in the certificate; without it the certificate's own name is learned.
+    in the certificate; without it the certificate's own name is learned. ``probe_target``
+    (an address or a name, resolved in the hop thread) switches the hop probe on, and
+    ``sweep_octets`` the sweep; both are off unless wiring passes them.
     """
 
     def __init__(
@@ -65,6 +62,9 @@ class GatewayFinder:
         probe_timeout: float = 2.0,
         deadline: float = 5.0,
         read_system: Callable[[], tuple[list[Route], list[Address]]] | None = None,
+        probe_target: str | None = None,
+        sweep_octets: range | None = None,
+        trace: Callable[[str], list[hops.Hop]] = hops.trace,
     ) -> None:
         self._configured = configured
         self._hostname = hostname
@@ -73,38 +73,49 @@ class GatewayFinder:
         self._probe_timeout = probe_timeout
         self._deadline = deadline
         self._read_system = read_system or read_system_routes
+        self._beyond = Beyond(target=probe_target, octets=sweep_octets, port=port, trace=trace)
+        self.notes: tuple[str, ...] = ()
 
     def candidates(self) -> list[Candidate]:
         """Addresses to try, best first; reads local state only, sends nothing."""
-        if self._configured is not None:
-            return [Candidate(self._configured, routes.CONFIGURED, "PIA_GATEWAY")]
-        found, addresses = self._read_system()
-        return routes.candidates(found, addresses, configured=None)
+        return self._local(*self._system())
 
-    def detect_all(self) -> list[CandidateResult]:
-        """Probe every candidate concurrently; the whole run ends within ``deadline``."""
-        return self._probe_all(self.candidates(), stop_at_first_ok=False)
+    def detect_all(self, *, saved: GatewayTarget | None = None) -> list[CandidateResult]:
+        """Probe every candidate (``saved`` first), sweeping when none verifies.
 
-    def find(self) -> GatewayTarget:
-        """Return the first candidate (in candidate order) that proved to be a PIA gateway.
-
-        Returns as soon as every better candidate has failed and one has answered, so a
-        slow dead candidate further down the list does not delay the answer.
+        What the hop probe and the sweep did is in :attr:`notes` afterwards.
         """
-        results = self._probe_all(self.candidates(), stop_at_first_ok=True)
-        for result in results:
-            cert = result.probe.cert
-            if result.probe.ok and cert is not None:
-                name = self._hostname or cert.server_name or ""
-                target = GatewayTarget(result.candidate.address, name, result.candidate.source)
-                log.info(
-                    "PIA gateway %s (%s), certificate name %s",
-                    target.address,
-                    target.source,
-                    target.hostname,
-                )
-                return target
-        raise GatewayNotFoundError(not_found_message(results, port=self._port))
+        tried = [self._saved_result(saved)] if saved is not None and not self._configured else []
+        return tried + self._detect(stop_at_first_ok=False)
+
+    def find(self, *, saved: GatewayTarget | None = None) -> GatewayTarget:
+        """Return the best verified candidate; raise GatewayNotFoundError listing them all.
+
+        ``saved`` (the gateway kept with the lease, at start only) is tried alone first:
+        one handshake when it still answers, the full detection when it does not.
+        """
+        tried: list[CandidateResult] = []
+        if saved is not None and self._configured is None:
+            result = self._saved_result(saved)
+            if result.probe.ok:
+                return self._target_of(result)
+            log.info(
+                "Saved gateway %s did not verify (%s): detecting the gateway",
+                saved.address,
+                result.probe.verdict.value,
+            )
+            tried.append(result)
+        results = tried + self._detect(stop_at_first_ok=True)
+        best = _best(results)
+        if best is None:
+            raise GatewayNotFoundError(
+                not_found_message(results, port=self._port, notes=self.notes)
+            )
+        return self._target_of(best)
+
+    def _saved_result(self, saved: GatewayTarget) -> CandidateResult:
+        candidate = Candidate(saved.address, SAVED, f"certificate {saved.hostname}")
+        return CandidateResult(candidate, self._probe_one(candidate, saved.hostname))
 
     def fingerprint(self) -> str:
         """Digest the routes and addresses detection depends on; sends no network traffic.
@@ -128,31 +139,73 @@ class GatewayFinder:
         )
         return hashlib.sha256("\n".join(lines).encode()).hexdigest()[:16]
 
-    def _probe_one(self, candidate: Candidate) -> ProbeResult:
+    def path(self, address: str) -> str | None:
+        """How this host reaches ``address`` now (source address, interface); sends nothing."""
+        return path_to(address, self._port)
+
+    # -- detection ------------------------------------------------------------------------
+    def _system(self) -> tuple[list[Route], list[Address]]:
+        if self._configured is not None:
+            return [], []
+        return self._read_system()
+
+    def _local(self, found: list[Route], addresses: list[Address]) -> list[Candidate]:
+        if self._configured is not None:
+            return [Candidate(self._configured, routes.CONFIGURED, "PIA_GATEWAY")]
+        return routes.candidates(found, addresses, configured=None)
+
+    def _detect(self, *, stop_at_first_ok: bool) -> list[CandidateResult]:
+        found, addresses = self._system()
+        local = self._local(found, addresses)
+        known = frozenset(a.address for a in addresses) | {c.address for c in local}
+        beyond = self._beyond if self._configured is None else None
+        traced = beyond.start_trace(known) if beyond is not None else None
+        results = self._probe_all(local, stop_at_first_ok=stop_at_first_ok, more=traced)
+        notes = [_note(traced)] if traced is not None else []
+        if beyond is not None and beyond.sweeps and _best(results) is None:
+            skip = [a.network for a in addresses if not a.address.startswith("127.")]
+            accepted, note = beyond.sweep(skip)
+            results += self._probe_all(accepted, stop_at_first_ok=stop_at_first_ok)
+            notes.append(note)
+        self.notes = tuple(notes)
+        return results
+
+    # -- probing --------------------------------------------------------------------------
+    def _target_of(self, result: CandidateResult) -> GatewayTarget:
+        cert = result.probe.cert
+        assert cert is not None  # noqa: S101 - an OK probe has a certificate
+        name = self._hostname or cert.server_name or ""
+        target = GatewayTarget(result.candidate.address, name, result.candidate.source)
+        log.info("PIA gateway %s (%s), certificate name %s", target.address, target.source, name)
+        return target
+
+    def _probe_one(self, candidate: Candidate, hostname: str | None = None) -> ProbeResult:
         return probe(
             candidate.address,
             self._port,
             self._ca_file,
             timeout=self._probe_timeout,
-            hostname=self._hostname,
+            hostname=self._hostname or hostname,
         )
 
     def _probe_all(
-        self, candidates: Sequence[Candidate], *, stop_at_first_ok: bool
+        self,
+        candidates: Sequence[Candidate],
+        *,
+        stop_at_first_ok: bool,
+        more: Future[Found] | None = None,
     ) -> list[CandidateResult]:
+        ranked = list(candidates)
         results: dict[int, ProbeResult] = {}
-        if candidates:
-            pool = ThreadPoolExecutor(
-                max_workers=min(MAX_WORKERS, len(candidates)),
-                thread_name_prefix="gateway-probe",
-            )
+        if ranked or more is not None:
+            pool = ThreadPoolExecutor(max_workers=MAX_WORKERS, thread_name_prefix="gateway-probe")
             try:
-                self._collect(pool, candidates, results, stop_at_first_ok=stop_at_first_ok)
+                self._collect(pool, ranked, results, stop_at_first_ok=stop_at_first_ok, more=more)
             finally:
                 # Probes still running end on their own socket timeout; nobody waits.
                 pool.shutdown(wait=False, cancel_futures=True)
         unfinished = (
-            "not waited for: a better candidate answered"
+            "not waited for: another candidate answered"
             if stop_at_first_ok and any(r.ok for r in results.values())
             else f"no verdict within the {self._deadline:g} s detection deadline"
         )
@@ -162,7 +215,7 @@ class GatewayFinder:
                 results.get(index)
                 or ProbeResult(candidate.address, self._port, Verdict.TIMEOUT, detail=unfinished),
             )
-            for index, candidate in enumerate(candidates)
+            for index, candidate in enumerate(ranked)
         ]
         for item in out:
             log.debug(
@@ -177,26 +230,44 @@ class GatewayFinder:
     def _collect(
         self,
         pool: ThreadPoolExecutor,
-        candidates: Sequence[Candidate],
+        ranked: list[Candidate],
         results: dict[int, ProbeResult],
         *,
         stop_at_first_ok: bool,
+        more: Future[Found] | None,
     ) -> None:
-        futures: dict[Future[ProbeResult], int] = {
-            pool.submit(self._probe_one, candidate): index
-            for index, candidate in enumerate(candidates)
-        }
+        """Probe ``ranked`` (growing by the hop candidates once ``more`` is done)."""
+        futures: dict[Future[ProbeResult], int] = {}
+
+        def submit(candidate: Candidate) -> Future[ProbeResult]:
+            future = pool.submit(self._probe_one, candidate)
+            futures[future] = len(ranked)
+            ranked.append(candidate)
+            return future
+
+        first, ranked[:] = list(ranked), []
+        for candidate in first:
+            submit(candidate)
         end = time.monotonic() + self._deadline
-        pending = set(futures)
+        grace_end: float | None = None
+        pending: set[Future[Any]] = set(futures)
+        if more is not None:
+            pending.add(more)
         while pending:
-            remaining = end - time.monotonic()
+            now = time.monotonic()
+            remaining = min(end, grace_end or end) - now
             if remaining <= 0:
                 return
             done, pending = wait(pending, timeout=remaining, return_when=FIRST_COMPLETED)
             for future in done:
-                results[futures[future]] = future.result()
-            if stop_at_first_ok and _first_ok_settled(len(candidates), results):
-                return
+                if future is more:
+                    pending.update(submit(candidate) for candidate in more.result()[0])
+                else:
+                    results[futures[future]] = future.result()
+            if stop_at_first_ok and any(r.ok for r in results.values()):
+                if _first_ok_settled(len(ranked), results):
+                    return
+                grace_end = grace_end or time.monotonic() + GRACE
 
 
 def _first_ok_settled(count: int, results: dict[int, ProbeResult]) -> bool:
@@ -210,59 +281,11 @@ def _first_ok_settled(count: int, results: dict[int, ProbeResult]) -> bool:
     return False
 
 
-def not_found_message(results: Sequence[CandidateResult], *, port: int) -> str:
-    """Build the "Could not detect gateway IP" text: every address tried, what to check."""
-    # The first line is what the state document and MQTT show (one line): name the verdicts.
-    tried = ", ".join(f"{r.candidate.address} {r.probe.verdict.value}" for r in results[:4])
-    more = f" and {len(results) - 4} more" if len(results) > 4 else ""
-    summary = f" (tried {tried}{more})" if results else " (no candidates)"
-    lines = [
-        (
-            f"Could not detect gateway IP: no candidate answered on port {port} with PIA's "
-            f"certificate{summary}."
-        )
-    ]
-    if results:
-        lines.append("Addresses tried:")
-        lines += [f"  {_result_line(r)}" for r in results]
-    else:
-        lines.append("No candidate found: no tunnel routes, tunnel interfaces or default route.")
-    lines += [hint.format(port=port) for hint in HINTS]
-    verdicts = {r.probe.verdict for r in results}
-    if Verdict.WRONG_NAME in verdicts:
-        lines.append(
-            "  - The certificate name differs from PIA_HOSTNAME: fix or unset PIA_HOSTNAME."
-        )
-    if Verdict.WRONG_CERTIFICATE in verdicts:
-        lines.append(
-            "  - A server answered with a certificate not issued by PIA's CA: it is not a PIA"
-            " gateway (or PIA_CA_CERT points at the wrong file)."
-        )
-    return "\n".join(lines)
+def _best(results: Sequence[CandidateResult]) -> CandidateResult | None:
+    return next((r for r in results if r.probe.ok and r.probe.cert is not None), None)
 
 
-def _result_line(result: CandidateResult) -> str:
-    cand, found = result.candidate, result.probe
-    where = f"{cand.source}, {cand.detail}" if cand.detail else cand.source
-    if found.ok and found.cert is not None:
-        return f"{cand.address} ({where}): OK, certificate name {found.cert.server_name}"
-    detail = f" - {found.detail}" if found.detail else ""
-    return f"{cand.address} ({where}): {found.verdict.value}{detail}"
-
-
-def format_results(results: Sequence[CandidateResult]) -> str:
-    """One line per candidate for ``pia-mqtt detect-gateway``: address, source, verdict, CN."""
-    rows: list[tuple[str, str, str]] = []
-    for result in results:
-        cand, found = result.candidate, result.probe
-        where = f"{cand.source} ({cand.detail})" if cand.detail else cand.source
-        if found.ok and found.cert is not None:
-            verdict = f"OK  CN={found.cert.server_name}"
-        else:
-            verdict = found.verdict.value + (f": {found.detail}" if found.detail else "")
-        rows.append((cand.address, where, verdict))
-    if not rows:
-        return "no gateway candidates found (no tunnel routes, tunnel interfaces or default route)"
-    width_a = max(len(r[0]) for r in rows)
-    width_s = max(len(r[1]) for r in rows)
-    return "\n".join(f"{a:<{width_a}}  {s:<{width_s}}  {v}" for a, s, v in rows)
+def _note(traced: Future[Found]) -> str:
+    if not traced.done():
+        return "hop probe not waited for: a better candidate answered"
+    return traced.result()[1]

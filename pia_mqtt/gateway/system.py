@@ -66,7 +66,35 @@ def kernel_fingerprint() -> str | None:
         for fields in (line.split() for line in lines)
         if len(fields) > max(_ROUTE_COLUMNS)
     )
-    return hashlib.sha256(trie + routes_text.encode()).hexdigest()[:16]
+    # A tunnel torn down and made again within one event burst leaves the same routes and
+    # addresses, but its interface has a new index.
+    links = ",".join(f"{index}:{name}" for index, name in _links())
+    return hashlib.sha256(trie + routes_text.encode() + links.encode()).hexdigest()[:16]
+
+
+def path_to(address: str, port: int) -> str | None:
+    """The way this host reaches ``address``: source address and that interface's index.
+
+    A route lookup only (``connect`` on a UDP socket sends nothing). The same gateway over
+    the same path means a routing change did not touch the tunnel; a tunnel made again has
+    a new interface index even when its address is the same.
+    """
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.connect((address, port))
+            source = str(sock.getsockname()[0])
+    except OSError:
+        return None
+    owner = next((a.dev for a in _ioctl_addresses() if a.address == source), None)
+    index = next((i for i, name in _links() if name == owner), 0)
+    return f"{source} ifindex {index}"
+
+
+def _links() -> list[tuple[int, str]]:
+    try:
+        return sorted(socket.if_nameindex())
+    except OSError:
+        return []
 
 
 def read_proc_routes() -> tuple[list[Route], list[Address]]:

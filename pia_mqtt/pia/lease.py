@@ -14,11 +14,12 @@ import logging
 import stat
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any
 
 from pia_mqtt.atomic import UnsafeFileError, atomic_write, ensure_folder, read_regular
-from pia_mqtt.core.model import valid_port
+from pia_mqtt.core.model import GatewayTarget, valid_port
 from pia_mqtt.errors import OutputError, PiaReplyError
 
 log = logging.getLogger(__name__)
@@ -198,6 +199,21 @@ class LeaseStore:
         else:
             log.info("Saved lease %s had mode %o: rewritten with mode 600", self.path, mode)
 
+    def load_gateway(self) -> GatewayTarget | None:
+        """The gateway saved with the lease (address, certificate name), or None.
+
+        Only a hint for the next start (tried first, one handshake); anything unreadable
+        means full detection, so errors are not logged twice (:meth:`load` reports them).
+        """
+        document = self._read_document(quiet=True) or {}
+        try:
+            saved = document["gateway"]
+            address, hostname = str(saved["address"]), str(saved["hostname"])
+            IPv4Address(address)
+        except (ValueError, KeyError, TypeError):
+            return None
+        return GatewayTarget(address, hostname, "saved") if hostname else None
+
     def last_port(self) -> int | None:
         """The last port published, remembered across restarts (None on a first ever start).
 
@@ -267,17 +283,19 @@ class LeaseStore:
                 )
         atomic_write(self.path, json.dumps(document, indent=2) + "\n", mode=0o600)
 
-    def save(self, lease: Lease) -> None:
-        """Write the raw reply and what it decodes to; raises OutputError.
+    def save(self, lease: Lease, *, gateway: GatewayTarget | None = None) -> None:
+        """Write the raw reply, what it decodes to and the verified gateway; OutputError.
 
         The lease's port is the port being published, so it is also ``last_port``.
         """
-        document = {
+        document: dict[str, Any] = {
             "reply": lease.raw,
             "port": lease.port,
             "expires_at": lease.expires_at.isoformat(),
             "last_port": lease.port,
         }
+        if gateway is not None:
+            document["gateway"] = {"address": gateway.address, "hostname": gateway.hostname}
         self._write(document)
         self._last_port = lease.port
 

@@ -14,9 +14,10 @@ Decisions, in one place:
 - A refused bind (busy, bad signature, unauthorized, expired) -> a fresh signature, once.
 - Network faults -> retry with exponential backoff capped at 60 s; after two failures in a
   row the gateway is detected again.
-- Gateway watch: a cheap local check every few seconds; when routes or addresses change the
-  gateway is detected again and, if it moved, the saved signature is bound on the new one
-  first (PIA signatures are valid on every server), a new one only if it is refused.
+- Gateway watch (:mod:`pia_mqtt.pia.netwatch`): when routes or addresses changed, detect
+  again (the gateway saved with the lease is tried first only at start) and bind again; if
+  the gateway moved, the saved signature first (PIA signatures are valid on every server),
+  a new one only if refused. The same port after such a change is re-applied to the sinks.
 """
 
 from __future__ import annotations
@@ -27,8 +28,9 @@ from datetime import datetime, timedelta
 from pia_mqtt.core.engine import Engine
 from pia_mqtt.core.model import Command, EventKind, GatewayTarget, Status
 from pia_mqtt.errors import GatewayNotFoundError, OutputError, PiaMqttError, PiaRefusedError
-from pia_mqtt.pia.interfaces import Finder, PiaApi
+from pia_mqtt.pia.interfaces import Finder, PiaApi, RouteEvents
 from pia_mqtt.pia.lease import Lease, LeaseStore, clock_warning
+from pia_mqtt.pia.netwatch import NetworkWatch
 from pia_mqtt.pia.retry import PORT_LIFETIME, forget_gateway, retry_delay
 from pia_mqtt.redact import describe
 
@@ -47,17 +49,16 @@ class LeaseManager:
         store: LeaseStore,
         refresh_interval: float,
         watch_interval: float = 2.0,
+        events: RouteEvents | None = None,
     ) -> None:
         self._engine = engine
         self._pia = pia
         self._finder = finder
         self._store = store
         self._interval = refresh_interval
-        self._watch_interval = watch_interval
         self._gateway: GatewayTarget | None = None
         self._lease: Lease | None = None
         self._failures = 0
-        self._fingerprint: str | None = None
         self._lost_announced = False
         # Set when a route/address change re-ran detection: the next successful bind
         # re-applies the port to the sinks even when it did not change (DESIGN).
@@ -65,6 +66,11 @@ class LeaseManager:
         # The lease last written to STATE_FILE: a failed or lost save is retried after binds.
         self._saved: Lease | None = None
         self._save_error: str | None = None
+        # The gateway kept with the lease: tried first until a detection succeeds or the
+        # network changes; and the one STATE_FILE holds now.
+        self._saved_gateway: GatewayTarget | None = None
+        self._stored_gateway: tuple[str, str] | None = None
+        self._watch = NetworkWatch(engine, finder, interval=watch_interval, events=events)
         # A fresh signature that looked unusable: the clock is wrong, do not renew it.
         self._clock_suspect: Lease | None = None
         self._clock_warned = False
@@ -94,9 +100,12 @@ class LeaseManager:
                     self._lease.port,
                     self._lease.expires_at.isoformat(),
                 )
+        self._saved_gateway = self._store.load_gateway()
+        if self._saved_gateway is not None:
+            self._stored_gateway = (self._saved_gateway.address, self._saved_gateway.hostname)
         self._engine.update(status=Status.ACQUIRING)
         self._engine.timers.after("acquire", 0, self.acquire)
-        self._engine.timers.every("watch", self._watch_interval, self.watch)
+        self._watch.start(self.network_changed)
 
     def handle(self, command: Command) -> None:
         """Refresh binds now; new_port drops the signature and asks for a new port."""
@@ -121,7 +130,8 @@ class LeaseManager:
         return self._retry_at
 
     def close(self) -> None:
-        """Close PIA connections."""
+        """Stop the route events and close PIA connections."""
+        self._watch.close()
         self._pia.close()
 
     # -- jobs ---------------------------------------------------------------------------------
@@ -158,6 +168,11 @@ class LeaseManager:
 
     def keepalive(self) -> None:
         """The 15-minute bindPort; renews the signature when its time has come."""
+        if self._watch.event_driven and self._watch.changed():
+            # The safety net without a wake-up of its own: a change the events missed.
+            log.info("Routes or addresses changed (seen by the keep-alive): detecting again")
+            self.network_changed()
+            return
         if self._lease is None or self._gateway is None or self._renewal_due(self._lease):
             self.acquire()
             return
@@ -174,37 +189,42 @@ class LeaseManager:
         except PiaMqttError as exc:
             self._failed(exc)
 
-    def watch(self) -> None:
-        """Cheap local check; when the network changed, detect the gateway again."""
-        fingerprint = self._finder.fingerprint()
-        if fingerprint == self._fingerprint:
-            return
-        first = self._fingerprint is None
-        self._fingerprint = fingerprint
-        if first:
-            return
-        log.info("Routes or addresses changed: detecting the gateway again")
+    def network_changed(self) -> None:
+        """Routes or addresses changed: detect again (no preference for the saved gateway)."""
+        self._saved_gateway = None
         self._tunnel_changed = True
         if self._gateway is None:
-            # Waiting out a backoff: the network came back, so try now.
+            # Waiting out a backoff (or never found one): the network changed, so try now.
             self.acquire()
+            return
+        if self._watch.untouched(self._gateway.address):
+            # Another network changed (a container started on a host-network setup).
+            log.debug("Routes changed, not the way to gateway %s", self._gateway.address)
+            self._tunnel_changed = False
             return
         try:
             gateway = self._finder.find()
         except GatewayNotFoundError as exc:
             self._failed(exc)
             return
-        if gateway == self._gateway:
-            # Same server, but the tunnel may have gone down and up (a VPN reconnect):
-            # bind now and re-apply the port to the sinks.
-            self.keepalive()
+        finally:
+            self._watch.confirm()
+        if (gateway.address, gateway.hostname) == (self._gateway.address, self._gateway.hostname):
+            # Same server, but the tunnel went down and up (a VPN reconnect): bind now and
+            # re-apply the port to the sinks (acquire, not keepalive: no second digest check).
+            self._gateway = gateway
+            self.acquire()
             return
         self._moved(gateway)
 
     # -- steps --------------------------------------------------------------------------------
     def _detect(self) -> GatewayTarget:
-        gateway = self._finder.find()
-        self._fingerprint = self._finder.fingerprint()
+        self._watch.mark()
+        try:
+            gateway = self._finder.find(saved=self._saved_gateway)
+        finally:
+            self._watch.confirm()
+        self._saved_gateway = None
         self._gateway = gateway
         previous = self._engine.snapshot.gateway
         if previous is not None and previous != gateway.address:
@@ -256,7 +276,7 @@ class LeaseManager:
 
     def _save(self, lease: Lease) -> None:
         try:
-            self._store.save(lease)
+            self._store.save(lease, gateway=self._gateway)
         except OutputError as exc:
             # The port still works; only the next restart would get a new one. Retried after
             # every bind until it works (disk full, folder removed), logged once.
@@ -268,6 +288,8 @@ class LeaseManager:
         if self._save_error is not None:
             log.info("Saved lease written again to %s", self._store.path)
         self._saved, self._save_error = lease, None
+        if self._gateway is not None:
+            self._stored_gateway = (self._gateway.address, self._gateway.hostname)
 
     def _drop_lease(self) -> None:
         self._lease = self._saved = None
@@ -280,7 +302,12 @@ class LeaseManager:
         lease = self._lease
         assert lease is not None  # noqa: S101 - callers ensure a lease
         self._pia.bind(gateway, lease)
-        if lease is not self._saved or not self._store.path.exists():
+        stored = (gateway.address, gateway.hostname)
+        if (
+            lease is not self._saved
+            or stored != self._stored_gateway
+            or not self._store.path.exists()
+        ):
             self._save(lease)
         now = self._now
         previous = self._engine.snapshot
@@ -290,6 +317,7 @@ class LeaseManager:
         self._retry_at = None
         self._bound_at = self._engine.monotonic()
         self._lost_announced = False
+        self._watch.bound(gateway.address)
         self._engine.update(
             status=Status.ACTIVE,
             port=lease.port,

@@ -156,7 +156,7 @@ def _run(settings: Settings, *, once: bool, duration: float | None = None) -> in
 
     log = logging.getLogger("pia_mqtt")
     log.info("pia-mqtt %s starting (%s)", __version__, "once" if once else "run")
-    engine = build_engine(settings)
+    engine = build_engine(settings, serve_http=not once)
 
     received: list[str] = []
 

@@ -24,8 +24,11 @@ ONCE_TIMEOUT = 60.0
 DRAIN_TIMEOUT = 30.0
 
 
-def build_engine(settings: Settings, *, clock: Clock = utc_now) -> Engine:
-    """An engine with its controller and every sink the settings enable (not started)."""
+def build_engine(settings: Settings, *, clock: Clock = utc_now, serve_http: bool = True) -> Engine:
+    """An engine with its controller and every sink the settings enable (not started).
+
+    ``serve_http=False`` (``once``) leaves the status endpoint out: nothing would scrape it.
+    """
     from pia_mqtt.atomic import remove_stale_temps  # noqa: PLC0415
     from pia_mqtt.sinks.portfiles import PortFilesSink  # noqa: PLC0415
 
@@ -41,6 +44,8 @@ def build_engine(settings: Settings, *, clock: Clock = utc_now) -> Engine:
         )
     ]
     sinks += _optional_sinks(settings, engine, clock)
+    if serve_http:
+        sinks += _http_sink(settings, clock)
     if settings.mqtt_enabled:
         from pia_mqtt.mqtt.sink import MqttSink  # noqa: PLC0415
 
@@ -92,6 +97,23 @@ def _optional_sinks(settings: Settings, engine: Engine, clock: Clock) -> list[Si
             )
         )
     return sinks
+
+
+def _http_sink(settings: Settings, clock: Clock) -> list[Sink]:
+    """The status endpoint when HTTP_PORT is set; nothing is imported or bound otherwise."""
+    if settings.http_port is None:
+        return []
+    from pia_mqtt.http.server import HttpSink  # noqa: PLC0415
+
+    return [
+        HttpSink(
+            str(settings.http_address),
+            settings.http_port,
+            version=__version__,
+            refresh_interval=settings.port_forward_refresh_interval,
+            clock=clock,
+        )
+    ]
 
 
 def _controller(settings: Settings, engine: Engine) -> Controller:

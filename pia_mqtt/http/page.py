@@ -9,13 +9,20 @@ ever on the page, and every value is HTML-escaped.
 from __future__ import annotations
 
 from datetime import datetime
-from html import escape
+from html import escape as _escape
 
 from pia_mqtt.core.model import Event, SinkHealth, Status, SyncState, iso, valid_port
 from pia_mqtt.http.board import View
+from pia_mqtt.redact import redact
 
 REFRESH_SECONDS = 10
 CONTENT_TYPE = "text/html; charset=utf-8"
+
+
+def escape(text: str) -> str:
+    """Redacted, then HTML-escaped: every value on the page goes through here."""
+    return _escape(redact(text))
+
 
 _COLOURS = {
     Status.ACTIVE: "#1b7f3b",

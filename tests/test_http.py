@@ -1,0 +1,420 @@
+"""The status endpoint in process: routes, probes, counters, metrics text, page, limits."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import re
+import socket
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pia_mqtt import redact
+from pia_mqtt.core.model import Event, EventKind, SinkHealth, Snapshot, Status, SyncState
+from pia_mqtt.errors import ConfigError
+from pia_mqtt.http import metrics, page, probes
+from pia_mqtt.http.board import Board
+from pia_mqtt.http.server import HttpSink
+from pia_mqtt.settings import Settings, load_settings
+from tests.fixtures.common import eventually
+from tests.fixtures.prometheus import promtool_check
+
+T0 = datetime(2026, 1, 14, 19, 30, tzinfo=UTC)
+INTERVAL = 900
+
+
+class FakeClocks:
+    """Wall and monotonic clocks that move only when told."""
+
+    def __init__(self) -> None:
+        self.wall = T0
+        self.mono = 1000.0
+
+    def now(self) -> datetime:
+        """The fake wall clock."""
+        return self.wall
+
+    def monotonic(self) -> float:
+        """The fake monotonic clock."""
+        return self.mono
+
+    def advance(self, seconds: float) -> None:
+        """Move both clocks."""
+        self.wall += timedelta(seconds=seconds)
+        self.mono += seconds
+
+
+@pytest.fixture
+def clocks() -> FakeClocks:
+    """Fresh fake clocks at T0."""
+    return FakeClocks()
+
+
+@pytest.fixture
+def sink(clocks: FakeClocks) -> Iterator[HttpSink]:
+    """An endpoint on a free loopback port with fake clocks."""
+    endpoint = HttpSink(
+        "127.0.0.1", 0, version="1.2.3", refresh_interval=INTERVAL, clock=clocks.now,
+        monotonic=clocks.monotonic,
+    )  # fmt: skip
+    try:
+        yield endpoint
+    finally:
+        endpoint.close()
+
+
+def bound(at: datetime = T0, **extra: Any) -> Snapshot:
+    """A port bound at ``at`` with qBittorrent in sync."""
+    values: dict[str, Any] = {
+        "status": Status.ACTIVE, "updated_at": at, "port": 54321, "gateway": "10.13.128.1",
+        "hostname": "amsterdam404", "expires_at": at + timedelta(days=60), "last_refresh": at,
+        "next_refresh": at + timedelta(seconds=INTERVAL),
+        "sinks": {"qbittorrent": SinkHealth(SyncState.IN_SYNC, port=54321, last_sync=at)},
+    }  # fmt: skip
+    return Snapshot(**(values | extra))
+
+
+def get(sink: HttpSink, path: str, method: str = "GET") -> tuple[int, dict[str, str], bytes]:
+    """One request: status, headers, body."""
+    host, port = sink.bound
+    conn = http.client.HTTPConnection(host, port, timeout=5)
+    try:
+        conn.request(method, path)
+        reply = conn.getresponse()
+        return reply.status, dict(reply.getheaders()), reply.read()
+    finally:
+        conn.close()
+
+
+# --- settings and wiring ------------------------------------------------------------------
+
+
+def test_http_settings_default_to_off_on_every_address(monkeypatch: pytest.MonkeyPatch) -> None:
+    """HTTP_PORT unset means off; HTTP_ADDRESS defaults to 0.0.0.0 (Kubernetes probes)."""
+    for name in ("HTTP_PORT", "HTTP_ADDRESS"):
+        monkeypatch.delenv(name, raising=False)
+    settings = load_settings(require_credentials=False)
+    assert (settings.http_port, str(settings.http_address), settings.http_enabled) == (
+        None, "0.0.0.0", False,
+    )  # fmt: skip
+    assert settings.masked()["HTTP_ADDRESS"] == "0.0.0.0"
+
+
+@pytest.mark.parametrize(
+    ("env", "problem"),
+    [
+        ({"HTTP_PORT": "0"}, "HTTP_PORT"),
+        ({"HTTP_PORT": "70000"}, "HTTP_PORT"),
+        ({"HTTP_PORT": "8976", "HTTP_ADDRESS": "status.local"}, "HTTP_ADDRESS"),
+    ],
+)
+def test_bad_http_settings_name_the_variable(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], problem: str
+) -> None:
+    """A port outside 1-65535 or an address that is not an IP literal is refused at once."""
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError) as caught:
+        load_settings(require_credentials=False)
+    assert [p for p in caught.value.problems if p.startswith(problem)]
+
+
+def wired_sinks(tmp_path: Path, *, serve_http: bool = True, **extra: Any) -> list[str]:
+    """The sink names build_engine wires for these settings."""
+    from pia_mqtt.wiring import build_engine
+
+    settings = Settings(
+        pia_user="p1", pia_pass="x" * 8, port_file=tmp_path / "p", port_data_file=tmp_path / "d",
+        state_file=tmp_path / "s", **extra,
+    )  # fmt: skip
+    engine = build_engine(settings, serve_http=serve_http)
+    try:
+        return [s.name for s in engine.sinks]
+    finally:
+        engine.close()
+
+
+def test_nothing_listens_without_http_port(tmp_path: Path) -> None:
+    """Without HTTP_PORT there is no HTTP sink; `once` never serves either."""
+    assert "http" not in wired_sinks(tmp_path)
+    assert "http" not in wired_sinks(tmp_path, serve_http=False, http_port=8976)
+
+
+def test_http_port_adds_the_endpoint(tmp_path: Path) -> None:
+    """With HTTP_PORT set, `run` wires the HTTP sink (here on a free loopback port)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    assert "http" in wired_sinks(tmp_path, http_port=port, http_address="127.0.0.1")
+
+
+def test_a_busy_port_is_a_configuration_error_naming_http_port() -> None:
+    """Another listener on HTTP_PORT stops the start with a message naming HTTP_PORT."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(ConfigError) as caught:
+            HttpSink("127.0.0.1", port, version="1", refresh_interval=INTERVAL)
+    assert caught.value.problems[0].startswith(f"HTTP_PORT: cannot listen on 127.0.0.1 port {port}")
+
+
+# --- routes -------------------------------------------------------------------------------
+
+
+def test_status_is_the_state_document(sink: HttpSink) -> None:
+    """/status serves the same JSON as MQTT's state topic, port at the top level."""
+    snapshot = bound()
+    sink.publish(snapshot)
+    status, headers, body = get(sink, "/status")
+    assert (status, headers["Content-Type"]) == (200, "application/json")
+    assert json.loads(body) == snapshot.to_json()
+    assert json.loads(body)["port"] == 54321
+
+
+def test_metrics_content_type_is_prometheus_text_0_0_4(sink: HttpSink) -> None:
+    """/metrics answers text/plain; version=0.0.4 with the port gauge."""
+    sink.publish(bound())
+    status, headers, body = get(sink, "/metrics")
+    assert (status, headers["Content-Type"]) == (200, "text/plain; version=0.0.4; charset=utf-8")
+    assert "\npia_mqtt_forwarded_port 54321\n" in body.decode()
+
+
+def test_readyz_needs_a_port_bound_within_two_intervals(sink: HttpSink, clocks: FakeClocks) -> None:
+    """503 before a bind, 200 after it, 503 again once the last bind is over two intervals old."""
+    assert get(sink, "/readyz")[0] == 503
+    sink.publish(bound())
+    status, _, body = get(sink, "/readyz")
+    assert (status, body) == (200, b"ok: port 54321 bound 0 s ago (status active)\n")
+    clocks.advance(2 * INTERVAL)
+    assert get(sink, "/readyz")[0] == 200
+    clocks.advance(1)
+    status, _, body = get(sink, "/readyz")
+    assert (status, body.decode().split(" (")[0]) == (
+        503,
+        "not ok: last successful bind 1801 s ago",
+    )
+
+
+def test_healthz_follows_the_engine_heartbeat(sink: HttpSink, clocks: FakeClocks) -> None:
+    """Alive while the engine thread reaches the sink (check heartbeat); 503 once it goes silent."""
+    assert sink.check_interval == probes.HEARTBEAT
+    assert get(sink, "/healthz")[0] == 200
+    clocks.advance(probes.LIVENESS_WINDOW + 1)
+    status, _, body = get(sink, "/healthz")
+    assert (status, body) == (503, b"not ok: engine loop silent for 121 s (more than 120 s)\n")
+    sink.check(bound())
+    assert get(sink, "/healthz")[0] == 200
+
+
+def test_the_page_shows_the_port_in_large_type_and_reloads_itself(sink: HttpSink) -> None:
+    """/ is HTML with the port in its own element, a meta refresh and no script or asset."""
+    sink.publish(bound())
+    sink.event(Event(EventKind.PORT_CHANGED, T0, "Port 54321 bound on 10.13.128.1", port=54321))
+    status, headers, body = get(sink, "/")
+    text = body.decode()
+    assert (status, headers["Content-Type"]) == (200, "text/html; charset=utf-8")
+    assert '<div class="port" id="port">54321</div>' in text
+    assert f'<meta http-equiv="refresh" content="{page.REFRESH_SECONDS}">' in text
+    for expected in ("active", "amsterdam404", "10.13.128.1", "qbittorrent", "in_sync",
+                     "port_changed", "Port 54321 bound on 10.13.128.1"):  # fmt: skip
+        assert expected in text
+    assert "<script" not in text
+    assert not re.findall(r"""(?:src|href)=["']?(?:https?:)?//""", text)
+
+
+def test_unknown_paths_are_404_and_head_has_no_body(sink: HttpSink) -> None:
+    """Unknown paths answer 404; HEAD answers like GET without a body."""
+    assert get(sink, "/nope")[0] == 404
+    status, headers, body = get(sink, "/metrics", "HEAD")
+    assert (status, body) == (200, b"")
+    assert int(headers["Content-Length"]) > 0
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "PATCH", "OPTIONS"])
+def test_read_only_other_methods_get_405(sink: HttpSink, method: str) -> None:
+    """The endpoint changes nothing: writing methods answer 405 with Allow: GET, HEAD."""
+    status, headers, _ = get(sink, "/status", method)
+    assert (status, headers["Allow"]) == (405, "GET, HEAD")
+
+
+def test_oversized_requests_are_refused(sink: HttpSink) -> None:
+    """Request line and headers past 8 KiB get 431; the server keeps serving."""
+    host, port = sink.bound
+    with socket.create_connection((host, port), timeout=5) as raw:
+        raw.sendall(b"GET / HTTP/1.0\r\n" + b"X-Pad: " + b"a" * 9000 + b"\r\n\r\n")
+        answer = raw.recv(200)
+    assert answer.startswith(b"HTTP/1.0 431")
+    assert get(sink, "/healthz")[0] == 200
+
+
+def test_a_silent_client_never_blocks_the_engine_and_is_cut_off(sink: HttpSink) -> None:
+    """While a client holds the one thread, engine calls return; the client is dropped after 2 s."""
+    host, port = sink.bound
+    with socket.create_connection((host, port), timeout=10) as silent:
+        for i in range(100):  # the engine publishing and emitting meanwhile
+            sink.publish(bound(port=1000 + i))
+            sink.event(Event(EventKind.BOUND, T0, f"bound {i}"))
+        assert silent.recv(100) == b""  # closed by the server's timeout, never answered
+    assert json.loads(get(sink, "/status")[2])["port"] == 1099
+
+
+def test_close_stops_the_thread_and_releases_the_port(clocks: FakeClocks) -> None:
+    """After close() the port can be bound again and the thread is gone."""
+    endpoint = HttpSink("127.0.0.1", 0, version="1", refresh_interval=INTERVAL)
+    host, port = endpoint.bound
+    endpoint.close()
+    assert not endpoint._thread.is_alive()
+    with socket.socket() as again:
+        again.bind((host, port))
+
+
+def test_ipv6_loopback_works() -> None:
+    """HTTP_ADDRESS may be an IPv6 literal."""
+    try:
+        endpoint = HttpSink("::1", 0, version="1", refresh_interval=INTERVAL)
+    except ConfigError as exc:
+        pytest.skip(f"no IPv6 loopback here: {exc}")
+    try:
+        assert endpoint.url_host.startswith("[::1]:")
+        conn = http.client.HTTPConnection("::1", endpoint.bound[1], timeout=5)
+        conn.request("GET", "/healthz")
+        assert conn.getresponse().status == 200
+        conn.close()
+    finally:
+        endpoint.close()
+
+
+# --- counters, metrics, page (pure) --------------------------------------------------------
+
+
+def busy_history() -> Board:
+    """Three binds, a refusal, a network error, a renewal, a port change, a gateway move."""
+    board = Board(Snapshot(status=Status.STARTING, updated_at=T0))
+    for i, snapshot in enumerate([
+        bound(), bound(), bound(T0 + timedelta(minutes=15)), bound(T0 + timedelta(minutes=30)),
+    ]):  # fmt: skip
+        board.publish(snapshot)
+        board.record(Event(EventKind.PORT_CHANGED, T0, "changed") if i == 0 else
+                     Event(EventKind.HOOK_RAN, T0, "hook"))  # fmt: skip
+    board.record(Event(EventKind.BIND_FAILED, T0, "busy", data={"reason": "busy"}))
+    board.record(Event(EventKind.BIND_FAILED, T0, "??", data={"reason": "made-up"}))
+    board.record(Event(EventKind.ERROR, T0, "timeout"))
+    board.record(Event(EventKind.RENEWED, T0, "renewed"))
+    board.record(Event(EventKind.GATEWAY_CHANGED, T0, "moved"))
+    board.publish(bound(T0 + timedelta(minutes=30), status=Status.ERROR, last_error="timeout"))
+    return board
+
+
+def test_counters_come_from_snapshots_and_events() -> None:
+    """A bind is a new last_refresh; failures by reason (unknown ones as "other"), and the rest."""
+    counts = busy_history().view().counts
+    assert (counts.binds, dict(counts.bind_failures), counts.port_changes, counts.renewals,
+            counts.gateway_changes) == (3, {"busy": 1, "other": 1, "error": 1}, 1, 1, 1)  # fmt: skip
+
+
+def test_the_board_keeps_the_last_ten_events_newest_first() -> None:
+    """Only the last few events are kept for the page."""
+    board = Board(Snapshot(status=Status.STARTING, updated_at=T0))
+    for i in range(15):
+        board.record(Event(EventKind.BOUND, T0, f"event {i}"))
+    assert [e.message for e in board.view().events] == [f"event {i}" for i in range(14, 4, -1)]
+
+
+def samples(text: str) -> dict[str, float]:
+    """Sample lines of an exposition document: ``name{labels}`` -> value."""
+    return {
+        line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line and not line.startswith("#")
+    }
+
+
+def test_metrics_samples_say_what_happened() -> None:
+    """Port gauge, status set, counters, timestamps, sink state and build info."""
+    text = metrics.render(busy_history().view(), version="1.2.3")
+    got = samples(text)
+    t30 = (T0 + timedelta(minutes=30)).timestamp()
+    expected = {
+        "pia_mqtt_forwarded_port": 54321,
+        'pia_mqtt_status{status="error"}': 1,
+        'pia_mqtt_status{status="active"}': 0,
+        "pia_mqtt_binds_total": 3,
+        'pia_mqtt_bind_failures_total{reason="busy"}': 1,
+        'pia_mqtt_bind_failures_total{reason="error"}': 1,
+        'pia_mqtt_bind_failures_total{reason="expired"}': 0,
+        "pia_mqtt_port_changes_total": 1,
+        "pia_mqtt_signature_renewals_total": 1,
+        "pia_mqtt_gateway_changes_total": 1,
+        'pia_mqtt_events_total{event="hook_ran"}': 3,
+        "pia_mqtt_last_bind_timestamp_seconds": t30,
+        "pia_mqtt_lease_expiry_timestamp_seconds": t30 + 60 * 86400,
+        "pia_mqtt_status_since_timestamp_seconds": t30,
+        'pia_mqtt_sink_in_sync{sink="qbittorrent"}': 1,
+        'pia_mqtt_sink_state{sink="qbittorrent",state="auth_failed"}': 0,
+    }
+    assert {k: got.get(k) for k in expected} == expected
+    assert [k for k in got if k.startswith('pia_mqtt_build_info{version="1.2.3"')]
+
+
+def test_metrics_pass_promtool() -> None:
+    """promtool check metrics finds nothing to complain about (names, types, help, units)."""
+    done = promtool_check(metrics.render(busy_history().view(), version="1.2.3"))
+    assert (done.returncode, done.stdout, done.stderr) == (0, "", "")
+
+
+def test_no_port_gauge_before_a_port_is_held() -> None:
+    """While starting there is no port sample at all (never a 0)."""
+    view = Board(Snapshot(status=Status.STARTING, updated_at=T0)).view()
+    assert "pia_mqtt_forwarded_port" not in metrics.render(view, version="1")
+
+
+def test_label_values_are_escaped() -> None:
+    """A sink name with quotes, backslashes or newlines cannot break the format."""
+    board = Board(bound(sinks={'we"ird\\\n': SinkHealth(SyncState.UNREACHABLE)}))
+    text = metrics.render(board.view(), version="1")
+    assert 'pia_mqtt_sink_in_sync{sink="we\\"ird\\\\\\n"} 0' in text
+    assert promtool_check(text).returncode == 0
+
+
+def test_no_secret_reaches_the_page_the_status_or_the_metrics(sink: HttpSink) -> None:
+    """A registered secret inside an error or event message is masked everywhere."""
+    secret = "hunter2-very-secret"
+    redact.register(secret)
+    sink.publish(bound(last_error=f"login failed for {secret}"))
+    sink.event(Event(EventKind.ERROR, T0, f"token {secret} refused"))
+    for path in ("/", "/status", "/metrics"):
+        body = get(sink, path)[2].decode()
+        assert secret not in body, path
+
+
+def test_the_page_escapes_html() -> None:
+    """Error text and event messages are escaped, never markup."""
+    board = Board(bound(last_error="<script>alert(1)</script>"))
+    board.record(Event(EventKind.ERROR, T0, "<img src=x>"))
+    text = page.render(board.view(), now=T0, version="1")
+    assert "<script>" not in text
+    assert "<img" not in text
+    assert "&lt;script&gt;" in text
+
+
+def test_page_before_any_port() -> None:
+    """While starting the page shows a dash, not a port."""
+    view = Board(Snapshot(status=Status.STARTING, updated_at=T0)).view()
+    text = page.render(view, now=T0, version="1")
+    assert '<div class="port" id="port">&mdash;</div>' in text
+    assert "starting" in text
+
+
+def test_the_serving_thread_is_named() -> None:
+    """The serving thread is named, so a thread dump shows what it is."""
+    endpoint = HttpSink("127.0.0.1", 0, version="1", refresh_interval=INTERVAL)
+    try:
+        assert eventually(endpoint._thread.is_alive)
+        assert endpoint._thread.name == "pia-mqtt-http"
+    finally:
+        endpoint.close()

@@ -47,6 +47,12 @@ small{color:#57606a}
 """
 
 
+_NO_SINKS = (
+    "<tr><td><small>only the port files: no torrent client, gluetun or MQTT is "
+    "configured</small></td></tr>"
+)
+
+
 def _ago(moment: datetime | None, now: datetime) -> str:
     if moment is None:
         return "never"
@@ -124,7 +130,7 @@ def render(view: View, *, now: datetime, version: str) -> str:
         f'<span class="status" id="status" style="background:{colour}">'
         f"{escape(s.status.value)}</span>"
         f"<table>{''.join(rows)}</table>"
-        f"<h2>Sinks</h2><table>{sinks or _row('none', '&mdash;')}</table>"
+        f"<h2>Sinks</h2><table>{sinks or _NO_SINKS}</table>"
         f"<h2>Last events</h2><table>{events}</table>"
         f"<small>pia-mqtt {escape(version)} · {escape(iso(now) or '')} · reloads every "
         f'{REFRESH_SECONDS} s · <a href="/status">/status</a> · '

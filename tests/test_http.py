@@ -6,6 +6,8 @@ import http.client
 import json
 import re
 import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -418,3 +420,51 @@ def test_the_serving_thread_is_named() -> None:
         assert endpoint._thread.name == "pia-mqtt-http"
     finally:
         endpoint.close()
+
+
+def raw(sink: HttpSink, data: bytes) -> bytes:
+    """Send raw bytes and end the sending side, return the whole answer."""
+    with socket.create_connection(sink.bound, timeout=5) as conn:
+        conn.sendall(data)
+        conn.shutdown(socket.SHUT_WR)
+        chunks = []
+        while chunk := conn.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "status_line"),
+    [
+        (b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", b"HTTP/1.0 200 OK"),
+        (b"\r\nGET /healthz HTTP/1.0\r\n\r\n", b"HTTP/1.0 200 OK"),
+        (b"GET /healthz\r\n\r\n", b"HTTP/1.0 400 Bad Request"),
+        (b"GET healthz HTTP/1.0\r\n\r\n", b"HTTP/1.0 400 Bad Request"),
+        (b"BREW /pot HTTP/1.0\r\n\r\n", b"HTTP/1.0 501 Not Implemented"),
+        (b"GET /healthz HTTP/1.0\r\nHost: x\r\n", b"HTTP/1.0 400 Bad Request"),
+    ],
+)
+def test_requests_on_the_wire(sink: HttpSink, request_bytes: bytes, status_line: bytes) -> None:
+    """HTTP/1.0 and 1.1 requests are answered (and closed); malformed ones get 400, unknown methods 501."""
+    answer = raw(sink, request_bytes)
+    assert answer.split(b"\r\n", 1)[0] == status_line
+    assert b"\r\nConnection: close\r\n" in answer
+
+
+def test_a_client_that_sends_nothing_gets_no_answer(sink: HttpSink) -> None:
+    """Connecting and closing without a request is not an error and gets no bytes."""
+    with socket.create_connection(sink.bound, timeout=5) as conn:
+        conn.shutdown(socket.SHUT_WR)
+        assert conn.recv(100) == b""
+    assert get(sink, "/healthz")[0] == 200
+
+
+def test_the_endpoint_imports_neither_http_server_nor_html() -> None:
+    """The 0.6 MiB that http.server and html's entity table would cost stay out of the daemon."""
+    code = (
+        "import sys, pia_mqtt.wiring, pia_mqtt.pia.manager, pia_mqtt.mqtt.sink, "
+        "pia_mqtt.torrent.qbittorrent, pia_mqtt.http.server; "
+        "print(sorted({'html', 'http.server'} & set(sys.modules)))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"

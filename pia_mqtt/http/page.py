@@ -9,7 +9,6 @@ ever on the page, and every value is HTML-escaped.
 from __future__ import annotations
 
 from datetime import datetime
-from html import escape as _escape
 
 from pia_mqtt.core.model import Event, SinkHealth, Status, SyncState, iso, valid_port
 from pia_mqtt.http.board import View
@@ -19,9 +18,15 @@ REFRESH_SECONDS = 10
 CONTENT_TYPE = "text/html; charset=utf-8"
 
 
+_HTML = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#x27;"})
+
+
 def escape(text: str) -> str:
-    """Redacted, then HTML-escaped: every value on the page goes through here."""
-    return _escape(redact(text))
+    """Redacted, then HTML-escaped: every value on the page goes through here.
+
+    Not ``html.escape``: importing ``html`` loads its 2,000-entry entity table (0.4 MiB).
+    """
+    return redact(text).translate(_HTML)
 
 
 _COLOURS = {

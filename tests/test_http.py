@@ -22,6 +22,7 @@ from pia_mqtt.http import metrics, page, probes
 from pia_mqtt.http.board import Board
 from pia_mqtt.http.server import HttpSink
 from pia_mqtt.settings import Settings, load_settings
+from pia_mqtt.simulator.pia import PiaSimulator
 from tests.fixtures.common import eventually
 from tests.fixtures.prometheus import promtool_check
 
@@ -468,3 +469,37 @@ def test_the_endpoint_imports_neither_http_server_nor_html() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_the_engine_sends_the_heartbeat_and_the_endpoint_counts_real_binds(
+    pia_sim: PiaSimulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In a real engine: check() every 30 s reaches the sink; keep-alives count as binds."""
+    from tests.harness import advance, at, build_daemon
+
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(pia_sim.token_ca_file))
+    endpoint = HttpSink("127.0.0.1", 0, version="1", refresh_interval=60)
+    beats: list[Snapshot] = []
+    real_check = endpoint.check
+
+    def check(snapshot: Snapshot) -> None:
+        beats.append(snapshot)
+        real_check(snapshot)
+
+    monkeypatch.setattr(endpoint, "check", check)
+    try:
+        with at(datetime.now(UTC)) as traveller:
+            daemon = build_daemon(pia_sim, tmp_path, interval=60, extra_sinks=[endpoint])
+            daemon.engine.start()
+            advance(daemon.engine, traveller, 1)
+            assert beats == []
+            advance(daemon.engine, traveller, 30)
+            assert len(beats) == 1
+            advance(daemon.engine, traveller, 150)  # two more keep-alives, five more beats
+            assert len(beats) == 6
+            text = get(endpoint, "/metrics")[2].decode()
+            port = int(daemon.port_file.read_text())
+        assert samples(text)["pia_mqtt_binds_total"] == 4  # the first bind + three keep-alives
+        assert samples(text)["pia_mqtt_forwarded_port"] == port
+    finally:
+        endpoint.close()

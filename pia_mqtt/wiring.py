@@ -17,6 +17,7 @@ from pia_mqtt.settings import PortSource, Settings
 
 if TYPE_CHECKING:
     from pia_mqtt.gateway.finder import GatewayFinder
+    from pia_mqtt.pia.lease import LeaseStore
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +36,11 @@ def build_engine(settings: Settings, *, clock: Clock = utc_now, serve_http: bool
     for path in (settings.port_file, settings.port_data_file, settings.state_file):
         for stale in remove_stale_temps(path):
             log.info("Removed %s, left by an interrupted write", stale)
-    engine = Engine(clock=clock, source=settings.port_source.value)
+    from pia_mqtt.pia.lease import LeaseStore  # noqa: PLC0415
+
+    store = LeaseStore(settings.state_file)
+    # The port published before this start: hooks and events compare against it (DESIGN).
+    engine = Engine(clock=clock, source=settings.port_source.value, last_port=store.last_port())
     sinks: list[Sink] = [
         PortFilesSink(
             settings.port_file,
@@ -43,6 +48,10 @@ def build_engine(settings: Settings, *, clock: Clock = utc_now, serve_http: bool
             refresh_interval=settings.port_forward_refresh_interval,
         )
     ]
+    if settings.port_source is PortSource.GLUETUN:
+        from pia_mqtt.sinks.memory import PortMemorySink  # noqa: PLC0415
+
+        sinks.append(PortMemorySink(store))
     sinks += _optional_sinks(settings, engine, clock)
     if serve_http:
         sinks += _http_sink(settings, clock)
@@ -55,7 +64,7 @@ def build_engine(settings: Settings, *, clock: Clock = utc_now, serve_http: bool
         mqtt.start()
         # Last, so that on shutdown it says "offline" after everything else is closed.
         sinks.append(mqtt)
-    engine.attach(_controller(settings, engine), sinks)
+    engine.attach(_controller(settings, engine, store), sinks)
     return engine
 
 
@@ -116,7 +125,7 @@ def _http_sink(settings: Settings, clock: Clock) -> list[Sink]:
     ]
 
 
-def _controller(settings: Settings, engine: Engine) -> Controller:
+def _controller(settings: Settings, engine: Engine, store: LeaseStore) -> Controller:
     if settings.port_source is PortSource.GLUETUN:
         from pia_mqtt.gluetun.client import GluetunClient, GluetunPortReader  # noqa: PLC0415
         from pia_mqtt.gluetun.follow import POLL_INTERVAL, GluetunFollower  # noqa: PLC0415
@@ -124,7 +133,6 @@ def _controller(settings: Settings, engine: Engine) -> Controller:
         client = GluetunClient(settings.gluetun_url, api_key=settings.secret("gluetun_api_key"))
         return GluetunFollower(engine, GluetunPortReader(client), interval=POLL_INTERVAL)
     from pia_mqtt.pia.client import PiaClient  # noqa: PLC0415
-    from pia_mqtt.pia.lease import LeaseStore  # noqa: PLC0415
     from pia_mqtt.pia.manager import LeaseManager  # noqa: PLC0415
 
     pia = PiaClient(
@@ -138,7 +146,7 @@ def _controller(settings: Settings, engine: Engine) -> Controller:
         engine,
         pia=pia,
         finder=build_finder(settings),
-        store=LeaseStore(settings.state_file),
+        store=store,
         refresh_interval=settings.port_forward_refresh_interval,
         watch_interval=settings.gateway_watch_interval,
     )

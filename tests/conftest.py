@@ -7,5 +7,6 @@ pytest_plugins = [
     "tests.fixtures.pia",
     "tests.fixtures.mosquitto",
     "tests.fixtures.qbittorrent",
+    "tests.fixtures.peersroot",
     "tests.fixtures.prometheus",
 ]

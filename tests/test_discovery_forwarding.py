@@ -15,8 +15,8 @@ from pia_mqtt.mqtt.forwarding import PORT_EVENT_TYPES
 
 T0 = datetime(2026, 1, 14, 19, 30, tzinfo=UTC)
 INTERVAL = 900
-# The lead's shared interface adds EventKind.PORT_REAPPLIED; listed here until it lands.
-PENDING_KINDS = {"port_reapplied"}
+# Event types listed for HA before the engine emits them (none now).
+PENDING_KINDS: set[str] = set()
 
 
 def components() -> dict[str, dict[str, Any]]:

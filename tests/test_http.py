@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.client
+import io
 import json
 import re
 import socket
@@ -14,11 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pia_mqtt import redact
 from pia_mqtt.core.model import Event, EventKind, SinkHealth, Snapshot, Status, SyncState
 from pia_mqtt.errors import ConfigError
-from pia_mqtt.http import metrics, page, probes
+from pia_mqtt.http import metrics, page, probes, wire
 from pia_mqtt.http.board import Board
 from pia_mqtt.http.server import HttpSink
 from pia_mqtt.settings import Settings, load_settings
@@ -503,3 +506,16 @@ def test_the_engine_sends_the_heartbeat_and_the_endpoint_counts_real_binds(
         assert samples(text)["pia_mqtt_forwarded_port"] == port
     finally:
         endpoint.close()
+
+
+@given(data=st.binary(max_size=10_000))
+@settings(max_examples=300, deadline=None)
+def test_any_bytes_give_a_request_none_or_a_clean_refusal(data: bytes) -> None:
+    """Fuzz: whatever a client sends, parsing ends in a Request, None, or a 400/431, nothing else."""
+    refused = None
+    try:
+        request = wire.read_request(io.BytesIO(data))
+    except wire.RequestError as exc:
+        refused, request = exc.status, None
+    assert refused in (None, 400, 431)
+    assert request is None or (request.path.startswith("/") and request.method)

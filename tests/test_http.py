@@ -519,3 +519,28 @@ def test_any_bytes_give_a_request_none_or_a_clean_refusal(data: bytes) -> None:
         refused, request = exc.status, None
     assert refused in (None, 400, 431)
     assert request is None or (request.path.startswith("/") and request.method)
+
+
+def accept_queue(port: int) -> int:
+    """Connections waiting in the listen queue of 127.0.0.1:``port`` (Linux /proc/net/tcp)."""
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        local, state, queues = fields[1], fields[3], fields[4]
+        if state == "0A" and int(local.split(":")[1], 16) == port:
+            return int(queues.split(":")[1], 16)
+    raise AssertionError(f"no listener on port {port}")
+
+
+def test_close_does_not_wait_for_a_slow_client() -> None:
+    """Shutdown stays within its 2 s budget: close() returns while a client still holds the thread."""
+    endpoint = HttpSink("127.0.0.1", 0, version="1", refresh_interval=INTERVAL)
+    port = endpoint.bound[1]
+    with socket.create_connection(endpoint.bound, timeout=5) as silent:
+        silent.sendall(b"GET / HTTP/1.0\r\n")  # never finishes its headers
+        eventually(lambda: accept_queue(port) == 0)  # the thread accepted it and is reading
+        endpoint.close()
+        assert endpoint._thread.is_alive()  # still inside that request: close did not wait
+        # The client is dropped at its 2 s timeout; the thread then ends and frees the port.
+        eventually(lambda: not endpoint._thread.is_alive(), timeout=5)
+        assert silent.recv(100) == b""
+    assert endpoint._server.socket.fileno() == -1

@@ -41,7 +41,9 @@ from pia_mqtt.http.wire import Reply, Request
 log = logging.getLogger(__name__)
 
 CLIENT_TIMEOUT = 2.0
-CLOSE_TIMEOUT = 2.0
+# Shutdown must finish within 2 s for the whole process (MQTT says offline after this), so
+# close() does not wait out a slow client: the daemon thread ends with the process.
+CLOSE_TIMEOUT = 0.5
 
 
 def _redacted(value: Any) -> Any:
@@ -204,22 +206,26 @@ class HttpSink:
         return probes.HEARTBEAT
 
     def close(self) -> None:
-        """Stop the serving thread (bounded) and release the port."""
+        """Wake the serving thread and wait for it, bounded; it releases the port itself."""
         with contextlib.suppress(OSError):
             self._wake_write.send(b"x")
         self._thread.join(CLOSE_TIMEOUT)
-        self._server.server_close()
-        self._wake_read.close()
-        self._wake_write.close()
 
     # --- the HTTP thread -------------------------------------------------------------------
     def _serve(self) -> None:
-        with selectors.DefaultSelector() as selector:
-            selector.register(self._server.socket, selectors.EVENT_READ)
-            selector.register(self._wake_read, selectors.EVENT_READ)
-            while True:
-                ready = selector.select()
-                if any(key.fileobj is self._wake_read for key, _ in ready):
-                    return
-                self._server.timeout = 0
-                self._server.handle_request()
+        self._server.timeout = 0  # handle_request runs only once select says a client waits
+        try:
+            with selectors.DefaultSelector() as selector:
+                selector.register(self._server.socket, selectors.EVENT_READ)
+                selector.register(self._wake_read, selectors.EVENT_READ)
+                while True:
+                    ready = selector.select()
+                    if any(key.fileobj is self._wake_read for key, _ in ready):
+                        return
+                    self._server.handle_request()
+        finally:
+            # Here rather than in close(): close() may return while a slow client still
+            # holds this thread, and the sockets must outlive that request.
+            self._server.server_close()
+            self._wake_read.close()
+            self._wake_write.close()

@@ -97,8 +97,8 @@ def render(view: View, *, version: str) -> str:
     w.metric(
         "bind_failures_total",
         "counter",
-        "Failed attempts to hold the port: PIA "
-        'refusals by reason, and reason="error" for network, gateway or token faults.',
+        'Failed attempts to hold the port: PIA refusals by reason, reason="error" for '
+        "network, gateway or token faults.",
         [({"reason": r}, counts.bind_failures.get(r, 0)) for r in reasons],
     )
     w.counter("port_changes_total", "Times the forwarded port number changed.", counts.port_changes)

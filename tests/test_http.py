@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import http.client
 import io
 import json
@@ -544,3 +545,23 @@ def test_close_does_not_wait_for_a_slow_client() -> None:
         eventually(lambda: not endpoint._thread.is_alive(), timeout=5)
         assert silent.recv(100) == b""
     assert endpoint._server.socket.fileno() == -1
+
+
+@dataclasses.dataclass(frozen=True)
+class ReportingHealth(SinkHealth):
+    """A sink health with details, as qBittorrent reports its connection_status."""
+
+    details: tuple[tuple[str, str], ...] = ()
+
+
+@pytest.mark.parametrize(
+    ("status", "expected"), [("connected", 1), ("firewalled", 0), ("disconnected", 0)]
+)
+def test_connectable_where_the_client_reports_it(status: str, expected: int) -> None:
+    """pia_mqtt_sink_connectable follows qBittorrent's connection_status; absent for others."""
+    health = ReportingHealth(SyncState.IN_SYNC, port=1, details=(("connection_status", status),))
+    board = Board(bound(sinks={"qbittorrent": health, "gluetun": SinkHealth(SyncState.IN_SYNC)}))
+    got = samples(metrics.render(board.view(), version="1"))
+    assert {k: v for k, v in got.items() if k.startswith("pia_mqtt_sink_connectable")} == {
+        'pia_mqtt_sink_connectable{sink="qbittorrent"}': expected
+    }

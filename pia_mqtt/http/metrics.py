@@ -64,10 +64,12 @@ def _ts(moment: datetime | None) -> float | None:
 
 
 def _connectable(health: SinkHealth) -> bool | None:
-    # Torrent clients that report whether peers can reach them add this to their health;
-    # others do not have it.
-    value = getattr(health, "connectable", None)
-    return value if isinstance(value, bool) else None
+    # A torrent client that says whether peers reach it reports its own word in the
+    # health's details (qBittorrent's connection_status: only "connected" means a peer got
+    # in); clients that do not report it have no sample at all.
+    details = dict(getattr(health, "details", ()) or ())
+    status = details.get("connection_status")
+    return None if status is None else status == "connected"
 
 
 def render(view: View, *, version: str) -> str:

@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 CLIENT_TIMEOUT = 2.0
 # Shutdown must finish within 2 s for the whole process (MQTT says offline after this), so
 # close() does not wait out a slow client: the daemon thread ends with the process.
-CLOSE_TIMEOUT = 0.5
+CLOSE_TIMEOUT = 0.2
 
 
 def _redacted(value: Any) -> Any:

@@ -9,9 +9,12 @@ nothing it tries can leave that namespace.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
+import signal
+import socket
 import subprocess
 import sys
 import urllib.request
@@ -35,17 +38,18 @@ NS_HTTP_PORT = 8976  # the documented default works here: the namespace is empty
 @pytest.fixture
 def http_daemon(
     pia_env: dict[str, str], tmp_path: Path
-) -> Iterator[Callable[[], tuple[subprocess.Popen[bytes], int]]]:
+) -> Iterator[Callable[..., tuple[subprocess.Popen[bytes], int]]]:
     """Start `pia-mqtt run` against the simulator with the endpoint on a free loopback port."""
     started: list[subprocess.Popen[bytes]] = []
 
-    def start() -> tuple[subprocess.Popen[bytes], int]:
+    def start(*, http: bool = True) -> tuple[subprocess.Popen[bytes], int]:
         port = free_port()
         keep = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG")}
+        endpoint = {"HTTP_PORT": str(port), "HTTP_ADDRESS": "127.0.0.1"} if http else {}
         log = (tmp_path / "daemon.log").open("wb")
         proc = subprocess.Popen(
             [sys.executable, "-m", "pia_mqtt", "run"],
-            env={**keep, **pia_env, "HTTP_PORT": str(port), "HTTP_ADDRESS": "127.0.0.1"},
+            env={**keep, **pia_env, **endpoint},
             stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
         log.close()
@@ -64,9 +68,17 @@ def fetch(url: str) -> str:
         return str(reply.read().decode())
 
 
+def try_fetch(url: str) -> str:
+    """GET a loopback URL as text; empty while nothing answers yet."""
+    try:
+        return fetch(url)
+    except OSError:
+        return ""
+
+
 @pytest.mark.slow
 def test_prometheus_scrapes_the_port_that_is_in_the_port_file(
-    http_daemon: Callable[[], tuple[subprocess.Popen[bytes], int]],
+    http_daemon: Callable[..., tuple[subprocess.Popen[bytes], int]],
     prometheus: Callable[[list[str]], Prometheus],
     tmp_path: Path,
 ) -> None:
@@ -90,6 +102,50 @@ def test_prometheus_scrapes_the_port_that_is_in_the_port_file(
     live = fetch(f"http://127.0.0.1:{http_port}/metrics")
     done = promtool_check(live)
     assert (done.returncode, done.stdout, done.stderr) == (0, "", "")
+
+
+def listening_ports(pid: int) -> set[int]:
+    """TCP ports the process listens on (its socket inodes matched in /proc/net/tcp{,6})."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(OSError):
+            target = str(fd.readlink())
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    ports = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A" and fields[9] in inodes:
+                ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
+def test_without_http_port_nothing_listens_at_all(
+    http_daemon: Callable[..., tuple[subprocess.Popen[bytes], int]], tmp_path: Path
+) -> None:
+    """`pia-mqtt run` without HTTP_PORT holds no listening socket; with it, exactly that port."""
+    quiet, _ = http_daemon(http=False)
+    serving, http_port = http_daemon()
+    for proc in (quiet, serving):
+        eventually(lambda p=proc: p.poll() is None and listening_ports(p.pid) is not None)
+    port_file = tmp_path / "pia-port.txt"
+    eventually(port_file.exists, timeout=30)
+    eventually(lambda: listening_ports(serving.pid) == {http_port}, timeout=10)
+    assert listening_ports(quiet.pid) == set()
+
+
+def test_sigterm_stops_within_2_s_while_a_client_holds_the_endpoint(
+    http_daemon: Callable[..., tuple[subprocess.Popen[bytes], int]],
+) -> None:
+    """A silent client on the status endpoint does not delay shutdown past 2 s."""
+    proc, http_port = http_daemon()
+    # Ready means the loop runs (signal handlers are installed before it starts).
+    eventually(lambda: "ok" in try_fetch(f"http://127.0.0.1:{http_port}/readyz"), timeout=30)
+    with socket.create_connection(("127.0.0.1", http_port), timeout=5) as silent:
+        silent.sendall(b"GET / HTTP/1.0\r\n")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=2) == 0
 
 
 @pytest.fixture

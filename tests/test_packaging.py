@@ -578,6 +578,7 @@ def test_helm_http_endpoint_uses_httpget_probes_a_service_and_a_service_monitor(
         {"name": "http", "port": 8976, "targetPort": "http", "protocol": "TCP"}
     ]
     assert service["selector"].items() <= pod_labels.items()
+    assert service["publishNotReadyAddresses"] is True  # scraped while no port is bound
     monitor = objects["ServiceMonitor"]
     assert monitor["metadata"]["labels"]["release"] == "kps"
     assert (

@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -181,6 +182,8 @@ def test_status_is_the_state_document(sink: HttpSink) -> None:
     assert (status, headers["Content-Type"]) == (200, "application/json")
     assert json.loads(body) == snapshot.to_json()
     assert json.loads(body)["port"] == 54321
+    schema = json.loads((Path(__file__).parents[1] / "docs" / "state.schema.json").read_text())
+    jsonschema.validate(json.loads(body), schema)
 
 
 def test_metrics_content_type_is_prometheus_text_0_0_4(sink: HttpSink) -> None:

@@ -117,7 +117,26 @@ def _check_config() -> int:
         print(f"pia-mqtt: not ready to run: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     print("configuration OK", file=sys.stderr)
+    if settings.gluetun_control_url:
+        _check_gluetun(settings)
     return EXIT_OK
+
+
+def _check_gluetun(settings: Settings) -> None:
+    """One GET to gluetun after validation (never a change); its outcome keeps exit 0."""
+    from pia_mqtt.gluetun.check import gluetun_report  # noqa: PLC0415
+    from pia_mqtt.gluetun.client import GluetunClient  # noqa: PLC0415
+    from pia_mqtt.settings import PortSource  # noqa: PLC0415
+
+    key = settings.secret("gluetun_api_key")
+    client = GluetunClient(settings.gluetun_url, api_key=key, timeout=5.0)
+    try:
+        lines = gluetun_report(
+            client, follows=settings.port_source is PortSource.GLUETUN, has_key=bool(key)
+        )
+    finally:
+        client.close()
+    print("\n".join(lines), file=sys.stderr)
 
 
 def _healthcheck(settings: Settings) -> int:

@@ -78,6 +78,7 @@ def _optional_sinks(settings: Settings, engine: Engine, clock: Clock) -> list[Si
             settings.qbittorrent_host,
             username=settings.qbittorrent_user,
             password=settings.secret("qbittorrent_pass"),
+            api_key=settings.secret("qbittorrent_api_key"),
         )
         sinks.append(
             TorrentSink(
@@ -131,7 +132,10 @@ def _controller(settings: Settings, engine: Engine, store: LeaseStore) -> Contro
         from pia_mqtt.gluetun.follow import POLL_INTERVAL, GluetunFollower  # noqa: PLC0415
 
         client = GluetunClient(settings.gluetun_url, api_key=settings.secret("gluetun_api_key"))
-        return GluetunFollower(engine, GluetunPortReader(client), interval=POLL_INTERVAL)
+        # GLUETUN_CHECK_INTERVAL shortens the read interval (a tunnel restart shorter than
+        # one interval goes unseen), never lengthens it.
+        interval = min(POLL_INTERVAL, settings.gluetun_check_interval)
+        return GluetunFollower(engine, GluetunPortReader(client), interval=interval)
     from pia_mqtt.pia.client import PiaClient  # noqa: PLC0415
     from pia_mqtt.pia.manager import LeaseManager  # noqa: PLC0415
 

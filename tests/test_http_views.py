@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from datetime import timedelta
 
 import pytest
@@ -112,19 +111,12 @@ def test_page_before_any_port() -> None:
     assert "starting" in text
 
 
-@dataclasses.dataclass(frozen=True)
-class ReportingHealth(SinkHealth):
-    """A sink health with details, as qBittorrent reports its connection_status."""
-
-    details: tuple[tuple[str, str], ...] = ()
-
-
 @pytest.mark.parametrize(
     ("status", "expected"), [("connected", 1), ("firewalled", 0), ("disconnected", 0)]
 )
 def test_connectable_where_the_client_reports_it(status: str, expected: int) -> None:
     """pia_mqtt_sink_connectable follows qBittorrent's connection_status; absent for others."""
-    health = ReportingHealth(SyncState.IN_SYNC, port=1, details=(("connection_status", status),))
+    health = SinkHealth(SyncState.IN_SYNC, port=1, details=(("connection_status", status),))
     board = Board(bound(sinks={"qbittorrent": health, "gluetun": SinkHealth(SyncState.IN_SYNC)}))
     got = samples(metrics.render(board.view(), version="1"))
     assert {k: v for k, v in got.items() if k.startswith("pia_mqtt_sink_connectable")} == {

@@ -67,8 +67,7 @@ def _connectable(health: SinkHealth) -> bool | None:
     # A torrent client that says whether peers reach it reports its own word in the
     # health's details (qBittorrent's connection_status: only "connected" means a peer got
     # in); clients that do not report it have no sample at all.
-    details = dict(getattr(health, "details", ()) or ())
-    status = details.get("connection_status")
+    status = dict(health.details).get("connection_status")
     return None if status is None else status == "connected"
 
 

@@ -106,7 +106,8 @@ def render(view: View, *, now: datetime, version: str) -> str:
     s = view.snapshot
     port = str(s.port) if valid_port(s.port) else "&mdash;"
     colour = _COLOURS[s.status]
-    gateway = escape(s.gateway or "not known yet")
+    unknown = "not known yet" if s.source == "pia" else f"{s.source}'s own (PORT_SOURCE)"
+    gateway = escape(s.gateway or unknown)
     if s.hostname:
         gateway += f" <small>({escape(s.hostname)})</small>"
     rows = [

@@ -8,8 +8,9 @@
 #
 # Starts the PIA simulator as its own process and `pia-mqtt run` against it and HA's broker
 # (keep-alive every 3 s), then checks: both entities exist; forwarding is on; pressing New
-# port fires one port_changed event; stopping the simulator (the gateway goes silent) turns
-# forwarding off and fires an error event. Prints what it saw on stderr.
+# port fires the event entity exactly once, with port_changed (counted over HA's websocket
+# by ha_event_log.py); stopping the simulator (the gateway goes silent) turns forwarding
+# off and fires an error event. Prints what it saw on stderr.
 set -euo pipefail
 work=$(mktemp -d)
 pids=()
@@ -48,12 +49,21 @@ wait_for "$fwd on" is "$fwd" on
 echo "forwarding: on while bound (port $(cat "$work/port.txt"))" >&2
 
 event_type() { get "$evt" | jq -r '.attributes.event_type'; }
+# Every time the event entity fires, as HA's websocket reports it.
+# (Copied to /tmp: HA 2026.2's Python runs in a Debian 13 root that sees /tmp, not this tree.)
+cp "$(dirname "$0")/ha_event_log.py" "$work/"
+"$HA_PY" "$work/ha_event_log.py" "$HA_URL" "$HA_TOKEN_FILE" "$evt" "$work/fired.txt" & logger=$!
+pids=("$logger" "${pids[@]}")
+wait_for "the event logger" test -e "$work/fired.txt"
 old_port=$(cat "$work/port.txt")
 before=$(state "$evt")
 ha call button.press '{"entity_id": "button.pia_mqtt_new_port"}' > /dev/null
 changed() { [ "$(event_type)" = port_changed ] && [ "$(state "$evt")" != "$before" ]; }
 wait_for "a port_changed event" changed
-echo "new port pressed: $old_port -> $(cat "$work/port.txt"); event: $(get "$evt" | jq -c '{state, attributes}')" >&2
+sleep 3  # a keep-alive (every 3 s) must not fire it again
+fired=$(paste -sd, "$work/fired.txt")
+echo "new port pressed: $old_port -> $(cat "$work/port.txt"); fired: [$fired]; event: $(get "$evt" | jq -c '{state, attributes}')" >&2
+[ "$fired" = port_changed ] || { echo "expected exactly one port_changed, got [$fired]" >&2; exit 1; }
 
 kill -TERM "$sim"; wait "$sim" || true
 wait_for "$fwd off after the gateway stopped answering" is "$fwd" off

@@ -170,23 +170,31 @@ def _run(settings: Settings, *, once: bool, duration: float | None = None) -> in
     import logging  # noqa: PLC0415
     import signal  # noqa: PLC0415
 
-    from pia_mqtt.core.engine import ShutdownRequestedError  # noqa: PLC0415
+    from pia_mqtt.core.engine import Engine, ShutdownRequestedError  # noqa: PLC0415
     from pia_mqtt.wiring import build_engine, describe_once, run_once  # noqa: PLC0415
 
     log = logging.getLogger("pia_mqtt")
     log.info("pia-mqtt %s starting (%s)", __version__, "once" if once else "run")
-    engine = build_engine(settings, serve_http=not once)
-
     received: list[str] = []
+    engine: Engine | None = None
 
     def stop(signum: int, _frame: object) -> None:
         # No logging in the handler: writing to stderr while the interrupted main thread is
         # writing there raises "reentrant call". The line is logged once the loop returns.
         received.append(signal.Signals(signum).name)
+        if engine is None:
+            # Still building (settings, files, MQTT): abort whatever blocks, nothing to close.
+            raise ShutdownRequestedError
         engine.request_stop()
 
+    # Installed before anything can block, so that SIGTERM ends start-up within 2 s too.
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    try:
+        engine = build_engine(settings, serve_http=not once)
+    except ShutdownRequestedError:
+        log.info("Received %s during start-up: stopping", received[0] if received else "a signal")
+        return EXIT_FAILED if once else EXIT_OK
     if once:
         try:
             ok = run_once(engine)
@@ -206,6 +214,7 @@ def _run(settings: Settings, *, once: bool, duration: float | None = None) -> in
         if received:
             log.info("Received %s: stopping", received[0])
     finally:
+        # Bounded (core.engine.CLOSE_TIMEOUT): a hung peer cannot hold the exit past 2 s.
         engine.close()
     log.info("pia-mqtt stopped")
     return EXIT_OK

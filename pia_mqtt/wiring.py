@@ -13,11 +13,13 @@ from typing import TYPE_CHECKING
 from pia_mqtt import __version__
 from pia_mqtt.core.engine import Clock, Controller, Engine, utc_now
 from pia_mqtt.core.model import Sink, Status
+from pia_mqtt.core.timers import Monotonic
 from pia_mqtt.settings import PortSource, Settings
 
 if TYPE_CHECKING:
     from pia_mqtt.gateway.finder import GatewayFinder
     from pia_mqtt.pia.lease import LeaseStore
+    from pia_mqtt.torrent.sink import TorrentClient
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +27,13 @@ ONCE_TIMEOUT = 60.0
 DRAIN_TIMEOUT = 30.0
 
 
-def build_engine(settings: Settings, *, clock: Clock = utc_now, serve_http: bool = True) -> Engine:
+def build_engine(
+    settings: Settings,
+    *,
+    clock: Clock = utc_now,
+    monotonic: Monotonic = time.monotonic,
+    serve_http: bool = True,
+) -> Engine:
     """An engine with its controller and every sink the settings enable (not started).
 
     ``serve_http=False`` (``once``) leaves the status endpoint out: nothing would scrape it.
@@ -40,7 +48,12 @@ def build_engine(settings: Settings, *, clock: Clock = utc_now, serve_http: bool
 
     store = LeaseStore(settings.state_file)
     # The port published before this start: hooks and events compare against it (DESIGN).
-    engine = Engine(clock=clock, source=settings.port_source.value, last_port=store.last_port())
+    engine = Engine(
+        clock=clock,
+        monotonic=monotonic,
+        source=settings.port_source.value,
+        last_port=store.last_port(),
+    )
     sinks: list[Sink] = [
         PortFilesSink(
             settings.port_file,
@@ -54,12 +67,17 @@ def build_engine(settings: Settings, *, clock: Clock = utc_now, serve_http: bool
         sinks.append(PortMemorySink(store))
     sinks += _optional_sinks(settings, engine, clock)
     if serve_http:
-        sinks += _http_sink(settings, clock)
+        sinks += _http_sink(settings, clock, monotonic)
     if settings.mqtt_enabled:
         from pia_mqtt.mqtt.sink import MqttSink  # noqa: PLC0415
 
         mqtt = MqttSink(
-            settings, engine, qbittorrent_enabled=settings.qbittorrent_enabled, version=__version__
+            settings,
+            engine,
+            qbittorrent_enabled=settings.qbittorrent_enabled,
+            transmission_enabled=settings.transmission_url is not None,
+            deluge_enabled=settings.deluge_url is not None,
+            version=__version__,
         )
         mqtt.start()
         # Last, so that on shutdown it says "offline" after everything else is closed.
@@ -68,23 +86,47 @@ def build_engine(settings: Settings, *, clock: Clock = utc_now, serve_http: bool
     return engine
 
 
-def _optional_sinks(settings: Settings, engine: Engine, clock: Clock) -> list[Sink]:
-    sinks: list[Sink] = []
+def _torrent_clients(settings: Settings) -> list[TorrentClient]:
+    """One client per configured torrent client; each gets a sink of its own."""
+    clients: list[TorrentClient] = []
     if settings.qbittorrent_host is not None:
         from pia_mqtt.torrent.qbittorrent import QbittorrentClient  # noqa: PLC0415
-        from pia_mqtt.torrent.sink import TorrentSink  # noqa: PLC0415
 
-        client = QbittorrentClient(
-            settings.qbittorrent_host,
-            username=settings.qbittorrent_user,
-            password=settings.secret("qbittorrent_pass"),
-            api_key=settings.secret("qbittorrent_api_key"),
-        )
-        sinks.append(
-            TorrentSink(
-                client, engine, clock=clock, check_interval=settings.qbittorrent_check_interval
+        clients.append(
+            QbittorrentClient(
+                settings.qbittorrent_host,
+                username=settings.qbittorrent_user,
+                password=settings.secret("qbittorrent_pass"),
+                api_key=settings.secret("qbittorrent_api_key"),
             )
         )
+    if settings.transmission_url is not None:
+        from pia_mqtt.torrent.transmission import TransmissionClient  # noqa: PLC0415
+
+        clients.append(
+            TransmissionClient(
+                settings.transmission_url,
+                username=settings.transmission_user,
+                password=settings.secret("transmission_pass"),
+            )
+        )
+    if settings.deluge_url is not None:
+        from pia_mqtt.torrent.deluge import DelugeClient  # noqa: PLC0415
+
+        clients.append(
+            DelugeClient(settings.deluge_url, password=settings.secret("deluge_pass") or "")
+        )
+    return clients
+
+
+def _optional_sinks(settings: Settings, engine: Engine, clock: Clock) -> list[Sink]:
+    sinks: list[Sink] = []
+    clients = _torrent_clients(settings)
+    if clients:
+        from pia_mqtt.torrent.sink import TorrentSink  # noqa: PLC0415
+
+        interval = settings.qbittorrent_check_interval
+        sinks += [TorrentSink(c, engine, clock=clock, check_interval=interval) for c in clients]
     if settings.port_change_command:
         from pia_mqtt.sinks.hook import HookSink  # noqa: PLC0415
 
@@ -109,7 +151,7 @@ def _optional_sinks(settings: Settings, engine: Engine, clock: Clock) -> list[Si
     return sinks
 
 
-def _http_sink(settings: Settings, clock: Clock) -> list[Sink]:
+def _http_sink(settings: Settings, clock: Clock, monotonic: Monotonic) -> list[Sink]:
     """The status endpoint when HTTP_PORT is set; nothing is imported or bound otherwise."""
     if settings.http_port is None:
         return []
@@ -122,6 +164,7 @@ def _http_sink(settings: Settings, clock: Clock) -> list[Sink]:
             version=__version__,
             refresh_interval=settings.port_forward_refresh_interval,
             clock=clock,
+            monotonic=monotonic,
         )
     ]
 
@@ -176,18 +219,20 @@ def run_once(engine: Engine, *, timeout: float = ONCE_TIMEOUT) -> bool:
         engine.run(
             until=lambda: engine.snapshot.status in (Status.ACTIVE, Status.ERROR), timeout=timeout
         )
-        deadline = time.monotonic() + DRAIN_TIMEOUT
-        for sink in engine.sinks:
-            drain = getattr(sink, "drain", None)
-            if drain is not None:
-                drain(max(0.0, deadline - time.monotonic()))
-        # Sink reports (qBittorrent health...) land in the snapshot before MQTT flushes.
-        engine.run_pending()
-        for sink in engine.sinks:
-            flush = getattr(sink, "flush", None)
-            wait_connected = getattr(sink, "wait_connected", None)
-            if flush is not None and wait_connected is not None and wait_connected(5.0):
-                flush(5.0)
+        # Waiting on the sinks is interruptible: SIGTERM ends `once` within 2 s here too.
+        with engine.interruptible():
+            deadline = time.monotonic() + DRAIN_TIMEOUT
+            for sink in engine.sinks:
+                drain = getattr(sink, "drain", None)
+                if drain is not None:
+                    drain(max(0.0, deadline - time.monotonic()))
+            # Sink reports (qBittorrent health...) land in the snapshot before MQTT flushes.
+            engine.run_pending()
+            for sink in engine.sinks:
+                flush = getattr(sink, "flush", None)
+                wait_connected = getattr(sink, "wait_connected", None)
+                if flush is not None and wait_connected is not None and wait_connected(5.0):
+                    flush(5.0)
         return engine.snapshot.status is Status.ACTIVE
     finally:
         engine.close()

@@ -8,5 +8,7 @@ pytest_plugins = [
     "tests.fixtures.mosquitto",
     "tests.fixtures.qbittorrent",
     "tests.fixtures.peersroot",
+    "tests.fixtures.transmission",
+    "tests.fixtures.deluge",
     "tests.fixtures.prometheus",
 ]

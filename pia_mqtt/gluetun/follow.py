@@ -56,6 +56,9 @@ class GluetunFollower:
         self._reader = reader
         self._interval = interval
         self._error: str | None = None
+        # When the port was last confirmed, on the job clock: a wall-clock step back must
+        # not stop the confirmations (last_refresh would look fresh for an hour, then stale).
+        self._confirmed_at: float | None = None
         # A port was published and then gluetun had none (or went away): the next port
         # gluetun forwards is applied again even when the number is the same.
         self._gap = False
@@ -77,6 +80,10 @@ class GluetunFollower:
                 "new_port ignored: with PORT_SOURCE=gluetun, gluetun owns the port "
                 "(restart gluetun's VPN to get another one)"
             )
+
+    def backoff_until(self) -> float | None:
+        """No backoff: a refresh is one local read of gluetun (rate-limited by the engine)."""
+        return None
 
     def close(self) -> None:
         """Close the gluetun client."""
@@ -141,15 +148,17 @@ class GluetunFollower:
         snapshot = engine.snapshot
         last_port = engine.last_port
         gap, self._gap = self._gap, False
+        mono = engine.monotonic()
         if (
             not gap
             and snapshot.port == port
             and snapshot.status is Status.ACTIVE
-            and snapshot.last_refresh
-            and now - snapshot.last_refresh < CONFIRM_EVERY
+            and self._confirmed_at is not None
+            and mono - self._confirmed_at < CONFIRM_EVERY.total_seconds()
         ):
             # Nothing new: do not rewrite files and MQTT state on every poll.
             return
+        self._confirmed_at = mono
         engine.update(
             status=Status.ACTIVE,
             port=port,

@@ -66,6 +66,8 @@ class MqttSink:
         *,
         qbittorrent_enabled: bool,
         version: str,
+        transmission_enabled: bool = False,
+        deluge_enabled: bool = False,
         clock: Callable[[], datetime] = utcnow,
         birth_delay: float = BIRTH_DELAY,
     ) -> None:
@@ -88,6 +90,8 @@ class MqttSink:
             version=version,
             qbittorrent=qbittorrent_enabled,
             refresh_interval=self._interval,
+            transmission=transmission_enabled,
+            deluge=deluge_enabled,
         )
         self._client = self._make_client(settings)
         self._lock = threading.Lock()
@@ -295,7 +299,8 @@ class MqttSink:
             with self._lock:
                 self._send(msg.topic, "", retain=True)
         elif verdict is Inbound.PRESS:
-            log.info("%s requested over MQTT", command.value)
+            # DEBUG: a flood of presses is reported once, by the engine (core.commands).
+            log.debug("%s requested over MQTT", command.value)
             self._inbox.command(command, source="mqtt")
 
     def _schedule_resend(self) -> None:

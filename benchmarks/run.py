@@ -24,6 +24,8 @@ if __package__ in (None, ""):  # `python benchmarks/run.py` from a fresh clone
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.detection import detection_times
+from benchmarks.endpoint import ROW as HTTP_RSS_ROW
+from benchmarks.endpoint import http_endpoint
 from benchmarks.hourly import in_namespace
 from benchmarks.netmove import gateway_moves
 from benchmarks.peers import REPO, Peers
@@ -40,6 +42,7 @@ TARGETS: dict[str, tuple[str, Callable[[float], bool]]] = {
     "port change: bound -> all sinks": ("< 100 ms", lambda v: v < 0.1),
     "RSS 5 s after start (MiB)": ("<= 45 MiB", lambda v: v <= 45),
     "RSS after 1 h fake-clock keep-alives (MiB)": ("<= 45 MiB", lambda v: v <= 45),
+    HTTP_RSS_ROW: ("<= 45 MiB", lambda v: v <= 45),
     "keep-alive CPU per cycle (ms)": ("<= 18 ms", lambda v: v <= 18),
     "keep-alive CPU per cycle, all windows (ms)": ("<= 18 ms", lambda v: v <= 18),
 }
@@ -176,6 +179,8 @@ def main() -> int:
             port_changes(peers, folder, args.presses, results)
             print("keep-alive CPU...", flush=True)
             keepalive_cpu(peers, folder, args.cpu_windows, args.cpu_seconds, results)
+            print("status endpoint...", flush=True)
+            http_endpoint(peers, folder, args.runs, results)
             print("one fake hour...", flush=True)
             fake_hour(peers, folder, results)
             material = folder / "peers" / "sim"

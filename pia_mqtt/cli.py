@@ -202,7 +202,7 @@ def _run(settings: Settings, *, once: bool, duration: float | None = None) -> in
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     try:
-        engine = build_engine(settings)
+        engine = build_engine(settings, serve_http=not once)
     except ShutdownRequestedError:
         log.info("Received %s during start-up: stopping", received[0] if received else "a signal")
         return EXIT_FAILED if once else EXIT_OK

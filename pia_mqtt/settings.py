@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from enum import StrEnum
 from importlib import resources
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlsplit
@@ -117,6 +117,10 @@ class Settings(BaseModel):
     gluetun_api_key: SecretStr | None = None
     gluetun_api_key_file: Path | None = None
     gluetun_check_interval: float = Field(default=30.0, gt=0)
+    # status page, probes and metrics (off unless HTTP_PORT is set)
+    http_port: Port | None = None
+    # All addresses by default, so that Kubernetes probes (sent to the pod IP) reach it.
+    http_address: IPv4Address | IPv6Address = IPv4Address("0.0.0.0")  # noqa: S104
     # logging
     log_level: str = Field(default="INFO", pattern=r"(?i)^(DEBUG|INFO|WARNING|ERROR|CRITICAL)$")
     log_format: LogFormat = LogFormat.TEXT
@@ -150,6 +154,11 @@ class Settings(BaseModel):
         return self.qbittorrent_host is not None
 
     @property
+    def http_enabled(self) -> bool:
+        """Whether the status endpoint listens (HTTP_PORT set)."""
+        return self.http_port is not None
+
+    @property
     def mqtt_enabled(self) -> bool:
         """Whether to publish to MQTT."""
         return self.mqtt_host is not None
@@ -170,7 +179,7 @@ class Settings(BaseModel):
                 shown[name.upper()] = "***" if value is not None else None
             elif isinstance(value, StrEnum):
                 shown[name.upper()] = value.value
-            elif isinstance(value, Path | IPv4Address):
+            elif isinstance(value, Path | IPv4Address | IPv6Address):
                 shown[name.upper()] = str(value)
             else:
                 shown[name.upper()] = value

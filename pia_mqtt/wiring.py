@@ -28,9 +28,16 @@ DRAIN_TIMEOUT = 30.0
 
 
 def build_engine(
-    settings: Settings, *, clock: Clock = utc_now, monotonic: Monotonic = time.monotonic
+    settings: Settings,
+    *,
+    clock: Clock = utc_now,
+    monotonic: Monotonic = time.monotonic,
+    serve_http: bool = True,
 ) -> Engine:
-    """An engine with its controller and every sink the settings enable (not started)."""
+    """An engine with its controller and every sink the settings enable (not started).
+
+    ``serve_http=False`` (``once``) leaves the status endpoint out: nothing would scrape it.
+    """
     from pia_mqtt.atomic import remove_stale_temps  # noqa: PLC0415
     from pia_mqtt.sinks.portfiles import PortFilesSink  # noqa: PLC0415
 
@@ -59,6 +66,8 @@ def build_engine(
 
         sinks.append(PortMemorySink(store))
     sinks += _optional_sinks(settings, engine, clock)
+    if serve_http:
+        sinks += _http_sink(settings, clock, monotonic)
     if settings.mqtt_enabled:
         from pia_mqtt.mqtt.sink import MqttSink  # noqa: PLC0415
 
@@ -140,6 +149,24 @@ def _optional_sinks(settings: Settings, engine: Engine, clock: Clock) -> list[Si
             )
         )
     return sinks
+
+
+def _http_sink(settings: Settings, clock: Clock, monotonic: Monotonic) -> list[Sink]:
+    """The status endpoint when HTTP_PORT is set; nothing is imported or bound otherwise."""
+    if settings.http_port is None:
+        return []
+    from pia_mqtt.http.server import HttpSink  # noqa: PLC0415
+
+    return [
+        HttpSink(
+            str(settings.http_address),
+            settings.http_port,
+            version=__version__,
+            refresh_interval=settings.port_forward_refresh_interval,
+            clock=clock,
+            monotonic=monotonic,
+        )
+    ]
 
 
 def _controller(settings: Settings, engine: Engine, store: LeaseStore) -> Controller:

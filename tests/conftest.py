@@ -10,4 +10,5 @@ pytest_plugins = [
     "tests.fixtures.peersroot",
     "tests.fixtures.transmission",
     "tests.fixtures.deluge",
+    "tests.fixtures.prometheus",
 ]

@@ -54,7 +54,13 @@ DISCOVERY: dict[str, dict[str, Any]] = {
                 "name": "apps",
                 "versions": [{"groupVersion": "apps/v1", "version": "v1"}],
                 "preferredVersion": {"groupVersion": "apps/v1", "version": "v1"},
-            }
+            },
+            {
+                # prometheus-operator's CRD, for the chart's optional ServiceMonitor.
+                "name": "monitoring.coreos.com",
+                "versions": [{"groupVersion": "monitoring.coreos.com/v1", "version": "v1"}],
+                "preferredVersion": {"groupVersion": "monitoring.coreos.com/v1", "version": "v1"},
+            },
         ],
     },
     "/api/v1": {
@@ -75,6 +81,12 @@ DISCOVERY: dict[str, dict[str, Any]] = {
         "apiVersion": "v1",
         "groupVersion": "apps/v1",
         "resources": [_resource("deployments", "Deployment")],
+    },
+    "/apis/monitoring.coreos.com/v1": {
+        "kind": "APIResourceList",
+        "apiVersion": "v1",
+        "groupVersion": "monitoring.coreos.com/v1",
+        "resources": [_resource("servicemonitors", "ServiceMonitor")],
     },
 }
 

@@ -54,6 +54,8 @@ def test_unique_ids_never_change() -> None:
         "expires": "pia_mqtt_expires",
         "last_refresh": "pia_mqtt_last_refresh",
         "gateway": "pia_mqtt_gateway",
+        "forwarding": "pia_mqtt_forwarding",
+        "events": "pia_mqtt_events",
         "qbittorrent": "pia_mqtt_qbittorrent",
         "qbittorrent_connectable": "pia_mqtt_qbittorrent_connectable",
         "refresh": "pia_mqtt_refresh",
@@ -116,8 +118,14 @@ def test_every_component_follows_home_assistant_rules(topic: str) -> None:
             assert "state_topic" not in comp
             continue
         assert comp["state_topic"].startswith(f"{topic}/")
-        assert comp["expire_after"] > 900
         assert "command_topic" not in comp
+        if platform == "event":
+            # Events are not states: no expire_after; the non-retained events topic.
+            assert comp["state_topic"] == f"{topic}/events"
+            assert comp["event_types"]
+            assert "expire_after" not in comp
+            continue
+        assert comp["expire_after"] > 900
         if platform == "sensor":
             assert comp.get("entity_category") in (None, "diagnostic")
         if comp.get("device_class") == "timestamp":
@@ -223,7 +231,13 @@ def full_snapshot(**extra: Any) -> Snapshot:
 def test_templates_render_the_state_document() -> None:
     """Every value template gives HA what it accepts: ISO timestamps with offset, ON/OFF, None."""
     comps = build()["payload"]["components"]
-    templates = {k: c["value_template"] for k, c in comps.items() if "value_template" in c}
+    # Port forwarding needs HA's now()/as_timestamp() and Port events reads the events topic:
+    # tests/test_discovery_forwarding.py renders those two.
+    templates = {
+        k: c["value_template"]
+        for k, c in comps.items()
+        if "value_template" in c and k not in ("forwarding", "events")
+    }
     out_of_sync = full_snapshot(sinks={"qbittorrent": SinkHealth(SyncState.OUT_OF_SYNC)})
     empty = Snapshot(status=Status.STARTING, updated_at=T0)
     rendered = {
@@ -300,7 +314,9 @@ def test_home_assistant_doc_yaml_uses_real_entities_and_topics() -> None:
     for block in blocks:
         parsed = yaml.safe_load(block)
         assert isinstance(parsed, dict)
-        used = set(re.findall(r"\b(?:sensor|binary_sensor|button)\.pia_mqtt_[a-z0-9_]+", block))
+        used = set(
+            re.findall(r"\b(?:sensor|binary_sensor|button|event)\.pia_mqtt_[a-z0-9_]+", block)
+        )
         used_topics = set(re.findall(r"\bpia-mqtt/[a-z_]+", block))
         assert used or used_topics
         assert used <= entity_ids
@@ -311,9 +327,14 @@ def test_home_assistant_doc_yaml_uses_real_entities_and_topics() -> None:
         b["entity"] for r in card["entities"] if r.get("type") == "buttons" for b in r["entities"]
     ]
     assert entity_ids == set(rows)
-    error_alert = yaml.safe_load(blocks[2])
-    status_options = payload["components"]["status"]["options"]
-    assert {"error"} == {t["to"] for t in error_alert["triggers"]} & set(status_options)
+    # The automations trigger on the event entity, and the alert on the connectivity sensor.
+    for block in blocks[1:3]:
+        automation = yaml.safe_load(block)
+        assert [t["entity_id"] for t in automation["triggers"]] == ["event.pia_mqtt_port_events"]
+    down_alert = yaml.safe_load(blocks[3])
+    assert {("binary_sensor.pia_mqtt_port_forwarding", "off")} == {
+        (t["entity_id"], t["to"]) for t in down_alert["triggers"] if t["to"] != "unavailable"
+    }
 
 
 def test_mqtt_doc_lists_every_topic() -> None:

@@ -439,6 +439,17 @@ SCENARIOS: dict[str, dict[str, Any]] = {
         "existingSecret": "my-pia-secrets",
         "persistence": {"existingClaim": "my-claim"},
     },
+    "http": {
+        "pia": {"user": "p1234567", "password": "pia-secret"},
+        "http": {
+            "enabled": True,
+            "serviceMonitor": {"enabled": True, "labels": {"release": "kps"}},
+        },
+    },
+    "http-no-monitor": {
+        "pia": {"user": "p1234567", "password": "pia-secret"},
+        "http": {"enabled": True},
+    },
 }
 
 
@@ -597,6 +608,47 @@ def test_helm_existing_secret_and_claim_are_used_instead_of_new_ones(helm: dict[
         "name": "config",
         "persistentVolumeClaim": {"claimName": "my-claim"},
     }
+
+
+def test_helm_http_endpoint_uses_httpget_probes_a_service_and_a_service_monitor(
+    helm: dict[str, Any],
+) -> None:
+    """http.enabled: HTTP_PORT, a named container port, httpGet probes, Service, ServiceMonitor."""
+    objects = _objects(helm, "http")
+    assert set(objects) == {
+        "Secret", "ConfigMap", "PersistentVolumeClaim", "Deployment", "Service", "ServiceMonitor",
+    }  # fmt: skip
+    assert objects["ConfigMap"]["data"]["HTTP_PORT"] == "8976"
+    (container,) = objects["Deployment"]["spec"]["template"]["spec"]["containers"]
+    assert container["ports"] == [{"name": "http", "containerPort": 8976, "protocol": "TCP"}]
+    timing = {k: v for k, v in EXPECTED_LIVENESS.items() if k != "exec"}
+    assert container["livenessProbe"] == {"httpGet": {"path": "/healthz", "port": "http"}, **timing}
+    timing = {k: v for k, v in EXPECTED_READINESS.items() if k != "exec"}
+    assert container["readinessProbe"] == {"httpGet": {"path": "/readyz", "port": "http"}, **timing}
+    service = objects["Service"]["spec"]
+    pod_labels = objects["Deployment"]["spec"]["template"]["metadata"]["labels"]
+    assert service["ports"] == [
+        {"name": "http", "port": 8976, "targetPort": "http", "protocol": "TCP"}
+    ]
+    assert service["selector"].items() <= pod_labels.items()
+    assert service["publishNotReadyAddresses"] is True  # scraped while no port is bound
+    monitor = objects["ServiceMonitor"]
+    assert monitor["metadata"]["labels"]["release"] == "kps"
+    assert (
+        monitor["spec"]["selector"]["matchLabels"].items()
+        <= objects["Service"]["metadata"]["labels"].items()
+    )
+    assert monitor["spec"]["endpoints"] == [
+        {"port": "http", "path": "/metrics", "interval": "30s", "scrapeTimeout": "10s"}
+    ]
+    assert re.search(r"port-forward svc/\S+ 8976\n", helm["renders"]["http"]["notes"])
+
+
+def test_helm_service_monitor_is_off_by_default(helm: dict[str, Any]) -> None:
+    """http.enabled alone adds the Service but no ServiceMonitor (it needs the operator's CRD)."""
+    objects = _objects(helm, "http-no-monitor")
+    assert "Service" in objects
+    assert "ServiceMonitor" not in objects
 
 
 # Documented as one row each, with the whole object as the default.

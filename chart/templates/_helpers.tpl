@@ -77,11 +77,26 @@ The secret values this chart would store (only the non-empty ones).
 {{- end }}
 
 {{/*
-The exec probe shared by liveness and readiness.
+The exec probe shared by liveness and readiness (images run without the endpoint).
 */}}
 {{- define "pia-mqtt.probeCommand" -}}
 exec:
   command:
     - pia-mqtt
     - healthcheck
+{{- end }}
+
+{{/*
+Probe handlers: httpGet on the status endpoint when http.enabled, else the exec probe.
+Call with (list . "/healthz").
+*/}}
+{{- define "pia-mqtt.probe" -}}
+{{- $root := index . 0 }}
+{{- if $root.Values.http.enabled }}
+httpGet:
+  path: {{ index . 1 }}
+  port: http
+{{- else }}
+{{- include "pia-mqtt.probeCommand" $root }}
+{{- end }}
 {{- end }}

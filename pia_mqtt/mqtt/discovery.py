@@ -13,12 +13,14 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, Self
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
 from pia_mqtt.core.model import Status
+from pia_mqtt.mqtt.forwarding import EVENT_TEMPLATE, PORT_EVENT_TYPES, forwarding_template
 
 DEFAULT_TOPIC = "pia-mqtt"
 SUPPORT_URL = "https://github.com/pia-mqtt/pia-mqtt"
@@ -142,7 +144,7 @@ class Availability(_Model):
 class Component(_Model):
     """One entity in ``components``; the validator enforces HA's per-platform rules."""
 
-    platform: Literal["sensor", "binary_sensor", "button"]
+    platform: Literal["sensor", "binary_sensor", "button", "event"]
     unique_id: str
     default_entity_id: str
     name: str
@@ -157,6 +159,7 @@ class Component(_Model):
     expire_after: int | None = None
     command_topic: str | None = None
     payload_press: str | None = None
+    event_types: list[str] | None = None
 
     @model_validator(mode="after")
     def _check(self) -> Self:
@@ -171,6 +174,8 @@ class Component(_Model):
             raise ValueError("sensors may only use entity_category diagnostic")
         if (self.device_class == "enum") != (self.options is not None):
             raise ValueError("options go with device_class enum, and only with it")
+        if (self.platform == "event") != bool(self.event_types):
+            raise ValueError("an event entity needs event_types, and only it has them")
         return self
 
 
@@ -207,6 +212,21 @@ _QBITTORRENT_CONNECTABLE_TEMPLATE = (
     " or value_json.qbittorrent.connection_status is not defined %}None"
     "{% elif value_json.qbittorrent.connection_status == 'connected' %}ON{% else %}OFF{% endif %}"
 )
+
+
+# --- "Port forwarding" (connectivity) and "Port events" (event entity): see forwarding.py
+def _forwarding_components(
+    comp: Callable[..., Component], t: Topics, *, refresh_interval: int, expire: int
+) -> list[Component]:
+    """Stale means two ways: the last bind is too old (OFF), or no state arrives (unavailable)."""
+    return [
+        comp("forwarding", "binary_sensor", "port_forwarding", "Port forwarding",
+             device_class="connectivity", state_topic=t.state,
+             value_template=forwarding_template(refresh_interval), expire_after=expire),
+        comp("events", "event", "port_events", "Port events", icon="mdi:bell-ring-outline",
+             state_topic=t.events, event_types=list(PORT_EVENT_TYPES),
+             value_template=EVENT_TEMPLATE),
+    ]  # fmt: skip
 
 
 def _in_sync_template(key: str) -> str:
@@ -257,6 +277,7 @@ def components(topic: str, *, refresh_interval: int, **clients: bool) -> dict[st
              json_attributes_template="{{ {'hostname': value_json.hostname} | tojson }}",
              expire_after=expire),
     ]  # fmt: skip
+    items += _forwarding_components(comp, t, refresh_interval=refresh_interval, expire=expire)
     for key, label in TORRENT_CLIENTS.items():
         if clients.get(key):
             items.append(

@@ -14,6 +14,7 @@ import json
 import stat
 import subprocess
 import sys
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
@@ -97,6 +98,8 @@ def test_no_secret_reaches_logs_files_mqtt_or_exceptions(
             GLUETUN_CONTROL_URL=gluetun.url,
             GLUETUN_API_KEY=GLUETUN_KEY,
             PORT_CHANGE_COMMAND=f"{_hook(shared_dir)} {{port}}",
+            HTTP_PORT=str(http_port := free_port()),
+            HTTP_ADDRESS="127.0.0.1",
         )
         daemon = start_daemon(env, shared_dir / "daemon.log", user=None)
         daemons.append(daemon)
@@ -107,6 +110,10 @@ def test_no_secret_reaches_logs_files_mqtt_or_exceptions(
         eventually(lambda: qbt.preferences()["listen_port"] == port, timeout=30)
         eventually(lambda: any(b'"hook_failed"' in m.payload for m in watcher.messages))
         eventually(lambda: gateway.stats().binds_failed >= 1 and gateway.stats().binds_ok >= 3)
+        pages = {
+            f"http {path}": urllib.request.urlopen(f"http://127.0.0.1:{http_port}{path}").read()
+            for path in ("/", "/status", "/metrics")
+        }
         code = daemon.stop()
     issued = gateway.stats().issued_ports
     state_file = config / "pia-lease.json"
@@ -124,6 +131,7 @@ def test_no_secret_reaches_logs_files_mqtt_or_exceptions(
     texts = {"log": daemon.log()}
     texts |= {f"file {p.name}": p.read_text() for p in config.iterdir() if p != state_file}
     texts |= {f"mqtt {m.topic}": f"{m.topic} {m.payload!r} {m.text}" for m in watcher.messages}
+    texts |= {where: body.decode() for where, body in pages.items()}
     exception_texts, echoed = _exception_texts(pia_sim)
     secrets |= echoed
     texts |= {f"exception {i}": text for i, text in enumerate(exception_texts)}
@@ -133,6 +141,7 @@ def test_no_secret_reaches_logs_files_mqtt_or_exceptions(
     assert "DEBUG" in texts["log"]
     assert "HTTP 500" in texts["log"]  # the forced error paths were taken
     assert any(w.startswith("mqtt pia-mqtt/events") for w in texts)
+    assert f'id="port">{port}<' in texts["http /"]  # the status page was really read
     assert [] == leaks
     assert 0o600 == stat.S_IMODE(state_file.stat().st_mode)
 

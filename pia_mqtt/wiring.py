@@ -24,8 +24,14 @@ ONCE_TIMEOUT = 60.0
 DRAIN_TIMEOUT = 30.0
 
 
-def build_engine(settings: Settings, *, clock: Clock = utc_now) -> Engine:
-    """An engine with its controller and every sink the settings enable (not started)."""
+def build_engine(
+    settings: Settings, *, clock: Clock = utc_now, once: bool = False, demo: bool = False
+) -> Engine:
+    """An engine with its controller and every sink the settings enable (not started).
+
+    ``once``: the controller does not retry (its messages say so). ``demo``: a sink that
+    says each keep-alive, and MQTT removes its retained topics and device on exit.
+    """
     from pia_mqtt.atomic import remove_stale_temps  # noqa: PLC0415
     from pia_mqtt.sinks.portfiles import PortFilesSink  # noqa: PLC0415
 
@@ -40,17 +46,25 @@ def build_engine(settings: Settings, *, clock: Clock = utc_now) -> Engine:
             refresh_interval=settings.port_forward_refresh_interval,
         )
     ]
+    if demo:
+        from pia_mqtt.simulator.demo import DemoNarrator  # noqa: PLC0415
+
+        sinks.append(DemoNarrator(settings))
     sinks += _optional_sinks(settings, engine, clock)
     if settings.mqtt_enabled:
         from pia_mqtt.mqtt.sink import MqttSink  # noqa: PLC0415
 
         mqtt = MqttSink(
-            settings, engine, qbittorrent_enabled=settings.qbittorrent_enabled, version=__version__
+            settings,
+            engine,
+            qbittorrent_enabled=settings.qbittorrent_enabled,
+            version=__version__,
+            forget_on_close=demo,
         )
         mqtt.start()
         # Last, so that on shutdown it says "offline" after everything else is closed.
         sinks.append(mqtt)
-    engine.attach(_controller(settings, engine), sinks)
+    engine.attach(_controller(settings, engine, once=once), sinks)
     return engine
 
 
@@ -94,7 +108,7 @@ def _optional_sinks(settings: Settings, engine: Engine, clock: Clock) -> list[Si
     return sinks
 
 
-def _controller(settings: Settings, engine: Engine) -> Controller:
+def _controller(settings: Settings, engine: Engine, *, once: bool = False) -> Controller:
     if settings.port_source is PortSource.GLUETUN:
         from pia_mqtt.gluetun.client import GluetunClient, GluetunPortReader  # noqa: PLC0415
         from pia_mqtt.gluetun.follow import POLL_INTERVAL, GluetunFollower  # noqa: PLC0415
@@ -119,6 +133,7 @@ def _controller(settings: Settings, engine: Engine) -> Controller:
         store=LeaseStore(settings.state_file),
         refresh_interval=settings.port_forward_refresh_interval,
         watch_interval=settings.gateway_watch_interval,
+        retries=not once,
     )
 
 

@@ -125,7 +125,11 @@ class MqttSink:
         self._subscribe_mid: int | None = None
         self._sent_state: dict[str, object] | None = None  # last state document sent
         self._sent_at: float | None = None  # monotonic time of the last state publish
-        self._topic_of: dict[int, str] = {}  # message id -> topic, until its PUBACK
+        # Message id -> topic until its PUBACK, under a lock of its own: paho calls
+        # on_publish holding its own mutex, which publish() (under self._lock) also takes.
+        self._acks = threading.Lock()
+        self._topic_of: dict[int, str] = {}
+        self._early: dict[int, ReasonCode] = {}  # PUBACKs that beat _send to the table
         self._health = MqttHealth(
             inbox,
             f"MQTT broker {settings.mqtt_host}:{settings.mqtt_port}",
@@ -260,7 +264,12 @@ class MqttSink:
         if info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
             self._pending = [i for i in self._pending if not i.is_published()]
             self._pending.append(info)
-            self._topic_of[info.mid] = topic
+            with self._acks:
+                early = self._early.pop(info.mid, None)
+                if early is None:
+                    self._topic_of[info.mid] = topic
+            if early is not None:
+                self._acknowledged(topic, early)
         else:
             log.debug("MQTT publish to %s not sent (%s)", topic, paho.error_string(info.rc))
 
@@ -333,10 +342,14 @@ class MqttSink:
     def _on_publish(
         self, _c: object, _u: object, mid: int, reason: ReasonCode, _p: Properties
     ) -> None:
-        with self._lock:
+        with self._acks:
             topic = self._topic_of.pop(mid, None)
-        if topic is None:
-            return
+            if topic is None:
+                self._early[mid] = reason
+                return
+        self._acknowledged(topic, reason)
+
+    def _acknowledged(self, topic: str, reason: ReasonCode) -> None:
         if reason.is_failure:
             self._health.refused(topic, str(reason))
         else:

@@ -42,6 +42,7 @@ class LeaseManager:
         store: LeaseStore,
         refresh_interval: float,
         watch_interval: float = 2.0,
+        retries: bool = True,
     ) -> None:
         self._engine = engine
         self._pia = pia
@@ -49,6 +50,7 @@ class LeaseManager:
         self._store = store
         self._interval = refresh_interval
         self._watch_interval = watch_interval
+        self._retries = retries  # False for `once`: a failure ends the run, say so
         self._gateway: GatewayTarget | None = None
         self._lease: Lease | None = None
         self._failures = 0
@@ -281,6 +283,9 @@ class LeaseManager:
         self._failures += 1
         message = describe(exc)
         delay = retry_delay(exc, self._failures)
+        # A gateway found before the failure stays shown (`once` printed gateway=None).
+        found = self._gateway
+        where = {"gateway": found.address, "hostname": found.hostname} if found else {}
         if forget_gateway(exc, self._failures):
             self._gateway = None
         if isinstance(exc, PiaRefusedError):
@@ -288,14 +293,19 @@ class LeaseManager:
         self._engine.update(
             status=Status.ERROR,
             last_error=message,
-            next_refresh=self._now + timedelta(seconds=delay),
+            next_refresh=self._now + timedelta(seconds=delay) if self._retries else None,
+            **where,
         )
-        self._engine.announce(
-            EventKind.ERROR,
-            f"{message}; retrying in {delay:.0f} s",
-            level=logging.ERROR,
-            retry_in=delay,
-        )
+        if self._retries:
+            self._engine.announce(
+                EventKind.ERROR,
+                f"{message}; retrying in {delay:.0f} s",
+                level=logging.ERROR,
+                retry_in=delay,
+            )
+        else:
+            self._engine.announce(EventKind.ERROR, f"{message}; not retrying (once)",
+                                  level=logging.ERROR)  # fmt: skip
         last = self._engine.snapshot.last_refresh
         if last is not None and self._now - last > PORT_LIFETIME and not self._lost_announced:
             self._lost_announced = True

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import re
 import shlex
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -153,3 +155,29 @@ def test_each_readme_block_makes_its_venv_in_the_cache_folder(marker: str, extra
 def test_the_readme_test_block_installs_every_package_ci_installs() -> None:
     """The README's test command lists every Debian package .ci/run installs for the tests."""
     assert set() == _ci_apt_packages() - _apt_packages(_commands(_shell_block("pytest")))
+
+
+def test_the_events_example_in_docs_mqtt_is_what_the_daemon_sends(
+    pia_env: dict[str, str], mosquitto, recorder
+) -> None:
+    """`once` on a fresh install publishes a port_changed event shaped like docs/mqtt.md's."""
+    events = recorder(mosquitto, "pia-mqtt/events")
+    env = {"PATH": "/usr/bin:/bin", "MQTT_HOST": "127.0.0.1", "MQTT_PORT": str(mosquitto.port)}
+    result = subprocess.run(
+        [sys.executable, "-m", "pia_mqtt", "once"], env=pia_env | env,
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    sent = json.loads(events.wait_for("pia-mqtt/events").payload)
+    example = json.loads(
+        next(b for b in _blocks(DOCS["mqtt.md"], "json") if '"event": "port_changed"' in b)
+    )
+
+    def shape(event: dict[str, object]) -> dict[str, object]:
+        # Values differ run to run (time, port, gateway); keys, types and wording do not.
+        return {
+            k: re.sub(r"\d+", "N", v) if isinstance(v, str) else type(v).__name__
+            for k, v in event.items()
+        }
+
+    assert shape(example) == shape(sent)

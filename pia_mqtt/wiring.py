@@ -17,6 +17,7 @@ from pia_mqtt.settings import PortSource, Settings
 
 if TYPE_CHECKING:
     from pia_mqtt.gateway.finder import GatewayFinder
+    from pia_mqtt.pia.lease import LeaseStore
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,11 @@ def build_engine(
     for path in (settings.port_file, settings.port_data_file, settings.state_file):
         for stale in remove_stale_temps(path):
             log.info("Removed %s, left by an interrupted write", stale)
-    engine = Engine(clock=clock, source=settings.port_source.value)
+    from pia_mqtt.pia.lease import LeaseStore  # noqa: PLC0415
+
+    store = LeaseStore(settings.state_file)
+    # The port published before this start: hooks and events compare against it (DESIGN).
+    engine = Engine(clock=clock, source=settings.port_source.value, last_port=store.last_port())
     sinks: list[Sink] = [
         PortFilesSink(
             settings.port_file,
@@ -46,6 +51,10 @@ def build_engine(
             refresh_interval=settings.port_forward_refresh_interval,
         )
     ]
+    if settings.port_source is PortSource.GLUETUN:
+        from pia_mqtt.sinks.memory import PortMemorySink  # noqa: PLC0415
+
+        sinks.append(PortMemorySink(store))
     if demo:
         from pia_mqtt.simulator.demo import DemoNarrator  # noqa: PLC0415
 
@@ -64,7 +73,7 @@ def build_engine(
         mqtt.start()
         # Last, so that on shutdown it says "offline" after everything else is closed.
         sinks.append(mqtt)
-    engine.attach(_controller(settings, engine, once=once), sinks)
+    engine.attach(_controller(settings, engine, store, once=once), sinks)
     return engine
 
 
@@ -108,7 +117,9 @@ def _optional_sinks(settings: Settings, engine: Engine, clock: Clock) -> list[Si
     return sinks
 
 
-def _controller(settings: Settings, engine: Engine, *, once: bool = False) -> Controller:
+def _controller(
+    settings: Settings, engine: Engine, store: LeaseStore, *, once: bool = False
+) -> Controller:
     if settings.port_source is PortSource.GLUETUN:
         from pia_mqtt.gluetun.client import GluetunClient, GluetunPortReader  # noqa: PLC0415
         from pia_mqtt.gluetun.follow import POLL_INTERVAL, GluetunFollower  # noqa: PLC0415
@@ -116,7 +127,6 @@ def _controller(settings: Settings, engine: Engine, *, once: bool = False) -> Co
         client = GluetunClient(settings.gluetun_url, api_key=settings.secret("gluetun_api_key"))
         return GluetunFollower(engine, GluetunPortReader(client), interval=POLL_INTERVAL)
     from pia_mqtt.pia.client import PiaClient  # noqa: PLC0415
-    from pia_mqtt.pia.lease import LeaseStore  # noqa: PLC0415
     from pia_mqtt.pia.manager import LeaseManager  # noqa: PLC0415
 
     pia = PiaClient(
@@ -130,7 +140,7 @@ def _controller(settings: Settings, engine: Engine, *, once: bool = False) -> Co
         engine,
         pia=pia,
         finder=build_finder(settings),
-        store=LeaseStore(settings.state_file),
+        store=store,
         refresh_interval=settings.port_forward_refresh_interval,
         watch_interval=settings.gateway_watch_interval,
         retries=not once,

@@ -13,8 +13,9 @@
 # The pristine root is built once and cached: ${PIA_MQTT_CACHE:-$HOME/.cache/pia-mqtt}/
 # bookworm-minbase (about 200 MB, a minute); every run copies it to bookworm-run/ and
 # copies this checkout (tracked files as they are in the work tree) to /root/pia-mqtt in it.
-# The block runs there with `unshare -m` + `chroot` (/proc and /dev bound, in a private
-# mount namespace so nothing stays mounted on the host). It shares the host's network, for
+# The block runs there with `unshare -m` + `chroot` (the root bound onto itself, /proc, /dev
+# and /sys bound, /tmp and /run fresh tmpfs, in a private mount namespace so nothing stays
+# mounted on the host). It shares the host's network, for
 # apt and pip only (the tests themselves use loopback and namespaces they make).
 # Debian's mirror is read from this machine's apt configuration (or PIA_MQTT_DEBIAN_MIRROR).
 # Where this machine reaches the registries through a proxy with its own CA, that CA
@@ -113,8 +114,12 @@ inroot() {
     unshare --mount --propagation private ${netns[@]+"${netns[@]}"} -- /bin/sh -c '
         r=$1; no_net=$2; shift 2
         if [ -n "$no_net" ]; then ip link set lo up || exit 1; fi
+        # The root must be a mount point of its own, as on a machine (the tests make
+        # mounts private and rslave; that fails on a plain folder).
+        mount --bind "$r" "$r" || exit 1
         mount --rbind /proc "$r/proc" && mount --rbind /dev "$r/dev" || exit 1
-        mkdir -p "$r/tmp" && mount -t tmpfs tmpfs "$r/tmp" || exit 1
+        mount --rbind /sys "$r/sys" || exit 1
+        for d in tmp run; do mkdir -p "$r/$d" && mount -t tmpfs tmpfs "$r/$d" || exit 1; done
         exec chroot "$r" /usr/bin/env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
             HOME=/root LANG=C.UTF-8 TERM=dumb DEBIAN_FRONTEND=noninteractive "$@"' \
         _ "$RUN" "$no_net" ${pip_cert[@]+"${pip_cert[@]}"} "$@"

@@ -7,4 +7,5 @@ pytest_plugins = [
     "tests.fixtures.pia",
     "tests.fixtures.mosquitto",
     "tests.fixtures.qbittorrent",
+    "tests.fixtures.peersroot",
 ]

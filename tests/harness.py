@@ -106,7 +106,9 @@ def build_daemon(
     recorder out, for the soak.
     """
     gateway = sim.gateways[0]
-    engine = Engine(clock=utc_now)
+    store = LeaseStore(folder / "pia-lease.json")
+    # As wiring does: the port published before this start is what events compare to.
+    engine = Engine(clock=utc_now, last_port=store.last_port())
     pia = PiaClient(
         username=SIM_USER,
         password=password,
@@ -127,7 +129,7 @@ def build_daemon(
         engine,
         pia=pia,
         finder=finder,
-        store=LeaseStore(folder / "pia-lease.json"),
+        store=store,
         refresh_interval=interval,
         watch_interval=watch_interval,
     )

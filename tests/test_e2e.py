@@ -140,7 +140,8 @@ def test_port_source_gluetun_distributes_the_port_gluetun_forwards(
     assert "43117\n" == (tmp_path / "pia-port.txt").read_text()
     assert ("gluetun", "active") == (data["source"], data["status"])
     assert "43117 43117 none\n" == (hook.parent / "calls.txt").read_text()
-    assert not (tmp_path / "pia-lease.json").exists()
+    # No lease in gluetun mode: only the last published port, for the next restart.
+    assert {"last_port": 43117} == json.loads((tmp_path / "pia-lease.json").read_text())
 
 
 def test_port_source_gluetun_waits_while_gluetun_forwards_nothing(tmp_path: Path) -> None:

@@ -123,6 +123,56 @@ def test_restart_with_a_saved_lease_binds_the_same_port_without_a_new_signature(
         second.engine.close()
 
 
+def test_a_restart_that_keeps_the_port_is_not_a_port_change(
+    pia_sim: PiaSimulator, tmp_path: Path
+) -> None:
+    """Across a restart the same port is ``bound``, not ``port_changed`` (DESIGN's rule).
+
+    The snapshot carries the port from before the restart as ``previous_port``.
+    """
+    with at(utc_now()) as traveller:
+        first = build_daemon(pia_sim, tmp_path)
+        first.engine.start()
+        advance(first.engine, traveller, 5)
+        port = first.engine.snapshot.port
+        first.engine.close()
+
+        second = build_daemon(pia_sim, tmp_path)
+        second.engine.start()
+        advance(second.engine, traveller, 1)
+        assert [EventKind.PORT_CHANGED] == first.recorder.kinds()
+        assert [EventKind.BOUND] == second.recorder.kinds()
+        assert (port, port) == (second.engine.snapshot.port, second.engine.snapshot.previous_port)
+        second.engine.close()
+
+
+def test_a_new_port_after_a_restart_names_the_port_from_before_it(
+    pia_sim: PiaSimulator, tmp_path: Path
+) -> None:
+    """new_port, then a restart.
+
+    Last_port outlives the dropped lease, so the next start's new port is a ``port_changed``
+    whose old_port is the port published before.
+    """
+    with at(utc_now()) as traveller:
+        first = build_daemon(pia_sim, tmp_path)
+        first.engine.start()
+        advance(first.engine, traveller, 5)
+        port = first.engine.snapshot.port
+        first.manager._drop_lease()  # what new_port does first; the process dies right after
+        first.engine.close()
+
+        second = build_daemon(pia_sim, tmp_path)
+        second.engine.start()
+        advance(second.engine, traveller, 1)
+        new_port = second.engine.snapshot.port
+        assert new_port != port
+        changed = [e for e in second.recorder.events if e.kind is EventKind.PORT_CHANGED]
+        assert [port] == [e.data["old_port"] for e in changed]
+        assert port == second.engine.snapshot.previous_port
+        second.engine.close()
+
+
 def test_saved_lease_with_less_than_seven_days_left_is_replaced_at_start(
     pia_sim: PiaSimulator, tmp_path: Path
 ) -> None:

@@ -31,6 +31,7 @@ record = {
     "argv": sys.argv[2:],
     "PIA_PORT": port,
     "PIA_OLD_PORT": os.environ.get("PIA_OLD_PORT"),
+    "PIA_PORT_REASON": os.environ.get("PIA_PORT_REASON"),
     "PIA_PASS": os.environ.get("PIA_PASS"),
     "KEPT": os.environ.get("KEPT"),
 }
@@ -60,9 +61,15 @@ def clock() -> datetime:
     return T0
 
 
-def snap(port: int | None) -> Snapshot:
+def snap(port: int | None, *, previous: int | None = None, epoch: int = 0) -> Snapshot:
     """Build a snapshot as the engine would publish it."""
-    return Snapshot(status=Status.ACTIVE, updated_at=T0, port=port)
+    return Snapshot(
+        status=Status.ACTIVE,
+        updated_at=T0,
+        port=port,
+        previous_port=previous,
+        tunnel_epoch=epoch,
+    )
 
 
 @pytest.fixture
@@ -91,7 +98,7 @@ def calls(log: Path) -> list[dict[str, object]]:
     return [json.loads(line) for line in log.read_text().splitlines()]
 
 
-def ran(port: int, old: int | None, output: str) -> Event:
+def ran(port: int, old: int | None, output: str, reason: str = "start") -> Event:
     """Build the event of a successful run."""
     return Event(
         EventKind.HOOK_RAN,
@@ -100,6 +107,7 @@ def ran(port: int, old: int | None, output: str) -> Event:
         port=port,
         data={
             "old_port": old,
+            "port_reason": reason,
             "exit_code": 0,
             "reason": "ok",
             "output": output,
@@ -119,6 +127,7 @@ def test_runs_with_the_port_in_arguments_and_environment(script: Path) -> None:
             "argv": ["--port=51000", "two words", "51000x"],
             "PIA_PORT": "51000",
             "PIA_OLD_PORT": "",
+            "PIA_PORT_REASON": "start",
             "PIA_PASS": None,
             "KEPT": "yes",
         }
@@ -142,8 +151,46 @@ def test_next_port_gets_the_old_one_and_the_same_port_runs_nothing(script: Path)
     _, events = inbox.snapshot()
     assert events == [
         ran(51000, None, "set port 51000 \nto stderr too"),
-        ran(52000, 51000, "set port 52000 \nto stderr too"),
+        ran(52000, 51000, "set port 52000 \nto stderr too", "changed"),
     ]
+
+
+@pytest.mark.parametrize(("previous", "old"), [(51000, "51000"), (50000, "50000"), (None, "")])
+def test_start_reason_and_old_port_from_before_the_restart(
+    script: Path, previous: int | None, old: str
+) -> None:
+    """The first run of a process is ``start`` with PIA_OLD_PORT remembered across restarts."""
+    hook, _, log = make_hook(script)
+    hook.publish(snap(51000, previous=previous))
+    assert hook.drain(20)
+    hook.close()
+    assert [(c["PIA_PORT"], c["PIA_OLD_PORT"], c["PIA_PORT_REASON"]) for c in calls(log)] == [
+        ("51000", old, "start")
+    ]
+
+
+def test_a_reapply_runs_the_hook_again_with_the_same_port(script: Path) -> None:
+    """A new tunnel_epoch (same port) runs ``reapplied`` with PIA_OLD_PORT = PIA_PORT.
+
+    An ordinary republish of the same snapshot does not run it.
+    """
+    hook, inbox, log = make_hook(script)
+    hook.publish(snap(51000))
+    assert hook.drain(20)
+    hook.publish(snap(51000))
+    hook.publish(snap(51000, epoch=1))
+    assert hook.drain(20)
+    hook.publish(snap(51000, epoch=1))
+    hook.publish(snap(52000, epoch=1))
+    assert hook.drain(20)
+    hook.close()
+    assert [(c["PIA_PORT"], c["PIA_OLD_PORT"], c["PIA_PORT_REASON"]) for c in calls(log)] == [
+        ("51000", "", "start"),
+        ("51000", "51000", "reapplied"),
+        ("52000", "51000", "changed"),
+    ]
+    _, events = inbox.snapshot()
+    assert [e.data["port_reason"] for e in events] == ["start", "reapplied", "changed"]
 
 
 def test_changes_that_pile_up_run_only_the_newest(script: Path) -> None:
@@ -177,6 +224,7 @@ def test_non_zero_exit_is_a_hook_failed_event_with_output(script: Path) -> None:
             port=51500,
             data={
                 "old_port": None,
+                "port_reason": "start",
                 "exit_code": 3,
                 "reason": "exit_status",
                 "output": "set port 51500 \nto stderr too",
@@ -232,6 +280,7 @@ def test_missing_executable_is_reported_naming_the_variable(tmp_path: Path) -> N
             port=53000,
             data={
                 "old_port": None,
+                "port_reason": "start",
                 "exit_code": None,
                 "reason": "not_found",
                 "output": "",

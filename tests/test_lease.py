@@ -294,7 +294,12 @@ def test_the_state_file_holds_the_raw_reply_and_what_it_decodes_to(tmp_path: Pat
     path = tmp_path / "pia-lease.json"
     raw = reply()
     LeaseStore(path).save(parse_signature_reply(raw))
-    expected = {"reply": raw, "port": 47047, "expires_at": "2026-01-14T19:30:00.114369+00:00"}
+    expected = {
+        "reply": raw,
+        "port": 47047,
+        "expires_at": "2026-01-14T19:30:00.114369+00:00",
+        "last_port": 47047,
+    }
     assert expected == json.loads(path.read_text(encoding="utf-8"))
 
 
@@ -367,12 +372,20 @@ def test_an_unreadable_state_file_is_ignored_with_a_warning(
 
 
 def test_clear_forgets_the_lease_and_tolerates_a_missing_file(tmp_path: Path) -> None:
-    """After clear() there is no lease; clearing twice is fine."""
+    """After clear() there is no lease but the last port stays.
+
+    Clearing twice is fine, and a store that never knew a port removes the file.
+    """
     store = LeaseStore(tmp_path / "pia-lease.json")
     store.save(parse_signature_reply(reply()))
     store.clear()
     store.clear()
-    assert (None, []) == (store.load(), list(tmp_path.iterdir()))
+    assert (None, 47047) == (store.load(), store.last_port())
+    assert {"last_port": 47047} == json.loads((tmp_path / "pia-lease.json").read_text())
+    other = tmp_path / "other.json"
+    other.write_text("{}")
+    LeaseStore(other).clear()
+    assert [tmp_path / "pia-lease.json"] == list(tmp_path.iterdir())
 
 
 def test_clear_failure_is_an_output_error_naming_the_path(tmp_path: Path) -> None:
@@ -445,3 +458,23 @@ def test_a_failed_write_leaves_the_old_file_untouched(tmp_path: Path) -> None:
         path.read_text(encoding="utf-8"),
         [p.name for p in tmp_path.iterdir()],
     )
+
+
+def test_last_port_is_remembered_across_restarts_and_kept_with_the_lease(tmp_path: Path) -> None:
+    """remember() records the published port without touching the saved lease.
+
+    A new store (a restart) reads it back; files from before last_port existed give the
+    lease's port.
+    """
+    path = tmp_path / "pia-lease.json"
+    raw = reply()
+    LeaseStore(path).save(parse_signature_reply(raw))
+    store = LeaseStore(path)
+    assert 47047 == store.last_port()
+    store.remember(50123)
+    restarted = LeaseStore(path)
+    lease = restarted.load()
+    assert (50123, raw) == (restarted.last_port(), lease.raw if lease else None)
+    path.write_text(json.dumps({"reply": raw, "port": 47047, "expires_at": "x"}))
+    assert 47047 == LeaseStore(path).last_port()
+    assert None is LeaseStore(tmp_path / "missing.json").last_port()

@@ -18,7 +18,16 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from pia_mqtt.core.model import Command, Event, EventKind, Sink, SinkHealth, Snapshot, Status
+from pia_mqtt.core.model import (
+    Command,
+    Event,
+    EventKind,
+    Sink,
+    SinkHealth,
+    Snapshot,
+    Status,
+    valid_port,
+)
 from pia_mqtt.core.timers import Timers
 from pia_mqtt.errors import PiaMqttError
 from pia_mqtt.redact import describe
@@ -56,10 +65,17 @@ class ShutdownRequestedError(BaseException):
 class Engine:
     """The scheduler loop, the snapshot, and dispatch to sinks. Implements ``Inbox``."""
 
-    def __init__(self, *, clock: Clock = utc_now, source: str = "pia") -> None:
+    def __init__(
+        self, *, clock: Clock = utc_now, source: str = "pia", last_port: int | None = None
+    ) -> None:
         self.clock = clock
         self.timers = Timers(self._guard)
-        self.snapshot = Snapshot(status=Status.STARTING, updated_at=clock(), source=source)
+        self.snapshot = Snapshot(
+            status=Status.STARTING,
+            updated_at=clock(),
+            source=source,
+            previous_port=last_port if valid_port(last_port) else None,
+        )
         # SimpleQueue.put is reentrant: the SIGTERM handler puts STOP while the main thread
         # may be inside get() holding a Queue's lock (a Queue deadlocked there).
         self._queue: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
@@ -111,8 +127,21 @@ class Engine:
             raise ShutdownRequestedError
 
     # -- state (engine thread) -------------------------------------------------------------
+    @property
+    def last_port(self) -> int | None:
+        """The port published last: the current one, else the one before (across restarts).
+
+        ``port_changed`` fires only when a new port differs from this (DESIGN: hook and
+        events rule), so a restart that keeps the port is not a change.
+        """
+        port = self.snapshot.port
+        return port if valid_port(port) else self.snapshot.previous_port
+
     def update(self, **changes: Any) -> None:
         """Change the snapshot; sinks hear about it only when something really changed."""
+        new_port = changes.get("port", self.snapshot.port)
+        if valid_port(new_port) and new_port != self.last_port:
+            changes.setdefault("previous_port", self.last_port)
         candidate = dataclasses.replace(self.snapshot, **changes)
         if dataclasses.replace(candidate, updated_at=self.snapshot.updated_at) == self.snapshot:
             return
@@ -128,6 +157,27 @@ class Engine:
             kind=kind, at=self.clock(), message=message, port=self.snapshot.port, data=data
         )
         self._dispatch_event(event)
+
+    def reapply(self, reason: str) -> None:
+        """The tunnel changed but the port did not: every sink applies the same port again.
+
+        Torrent clients lose their listening socket when their interface goes down and up
+        (qBittorrent #21288), so a VPN reconnect must re-apply even an unchanged port; the
+        hook runs with ``PIA_PORT_REASON=reapplied`` and ``port_reapplied`` is announced.
+        """
+        port = self.snapshot.port
+        if not valid_port(port):
+            return
+        self.snapshot = dataclasses.replace(
+            self.snapshot, tunnel_epoch=self.snapshot.tunnel_epoch + 1, updated_at=self.clock()
+        )
+        self._dispatch_snapshot()
+        self.announce(
+            EventKind.PORT_REAPPLIED,
+            f"Port {port} applied again after {reason}",
+            old_port=port,
+            reason=reason,
+        )
 
     # -- the loop --------------------------------------------------------------------------
     def run(self, *, until: Callable[[], bool] | None = None, timeout: float | None = None) -> None:

@@ -103,6 +103,10 @@ class Snapshot:
     last_error: str | None = None
     source: str = "pia"
     sinks: dict[str, SinkHealth] = field(default_factory=dict)
+    previous_port: int | None = None
+    """The port published before ``port`` (remembered across restarts): PIA_OLD_PORT."""
+    tunnel_epoch: int = 0
+    """Bumped when the tunnel changed but the port did not: sinks re-apply the same port."""
 
     def to_json(self) -> dict[str, Any]:
         """The ``state`` document (MQTT) and the core of the data file."""
@@ -130,6 +134,7 @@ class EventKind(StrEnum):
     """Kinds of the non-retained events published on ``<topic>/events``."""
 
     PORT_CHANGED = "port_changed"
+    PORT_REAPPLIED = "port_reapplied"
     BOUND = "bound"
     BIND_FAILED = "bind_failed"
     RENEWED = "renewed"

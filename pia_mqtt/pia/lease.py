@@ -128,43 +128,99 @@ def _parse_long_fraction(text: str) -> datetime:
 
 
 class LeaseStore:
-    """The saved getSignature reply (``STATE_FILE``), mode 0600, replaced atomically."""
+    """The saved getSignature reply and the last published port (``STATE_FILE``), mode 0600.
+
+    Replaced atomically. ``last_port`` outlives the lease: a new_port request drops the
+    signature but the next start still knows which port the hook and events compare to.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._last_port: int | None = None
 
     def load(self) -> Lease | None:
         """The saved lease, or None when there is none or it is unreadable (logged)."""
+        document = self._read_document()
+        if document is None or ("reply" not in document and "last_port" in document):
+            return None  # nothing saved, or only the last port (after a new_port request)
         try:
-            text = self.path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            return None
-        except (OSError, UnicodeDecodeError) as exc:
-            log.warning("Ignoring saved lease %s: cannot read it (%s)", self.path, exc)
-            return None
-        try:
-            document = json.loads(text)
             return parse_signature_reply(str(document["reply"]))
-        except (ValueError, KeyError, TypeError, RecursionError, PiaReplyError):
+        except (KeyError, PiaReplyError):
             log.warning(
                 "Ignoring saved lease %s: it is corrupt or truncated; a new port will be requested",
                 self.path,
             )
             return None
 
+    def last_port(self) -> int | None:
+        """The last port published, remembered across restarts (None on a first ever start).
+
+        Files written before ``last_port`` existed have the lease's ``port``, which was the
+        published port.
+        """
+        document = self._read_document(quiet=True)
+        if document is None:
+            return None
+        port = document.get("last_port", document.get("port"))
+        self._last_port = port if valid_port(port) else None
+        return self._last_port
+
+    def remember(self, port: int) -> None:
+        """Record ``port`` as the last published one, keeping the saved lease; OutputError."""
+        if not valid_port(port) or port == self._last_port:
+            return
+        document = self._read_document(quiet=True) or {}
+        document["last_port"] = port
+        self._write(document)
+        self._last_port = port
+
+    def _read_document(self, *, quiet: bool = False) -> dict[str, Any] | None:
+        try:
+            text = self.path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return None
+        except (OSError, UnicodeDecodeError) as exc:
+            if not quiet:
+                log.warning("Ignoring saved lease %s: cannot read it (%s)", self.path, exc)
+            return None
+        try:
+            document = json.loads(text)
+        except (ValueError, RecursionError):
+            document = None
+        if not isinstance(document, dict):
+            if not quiet:
+                log.warning(
+                    "Ignoring saved lease %s: it is corrupt or truncated; a new port will be "
+                    "requested",
+                    self.path,
+                )
+            return None
+        return document
+
+    def _write(self, document: dict[str, Any]) -> None:
+        ensure_folder(self.path.parent)
+        atomic_write(self.path, json.dumps(document, indent=2) + "\n", mode=0o600)
+
     def save(self, lease: Lease) -> None:
-        """Write the raw reply and what it decodes to; raises OutputError."""
+        """Write the raw reply and what it decodes to; raises OutputError.
+
+        The lease's port is the port being published, so it is also ``last_port``.
+        """
         document = {
             "reply": lease.raw,
             "port": lease.port,
             "expires_at": lease.expires_at.isoformat(),
+            "last_port": lease.port,
         }
-        ensure_folder(self.path.parent)
-        atomic_write(self.path, json.dumps(document, indent=2) + "\n", mode=0o600)
+        self._write(document)
+        self._last_port = lease.port
 
     def clear(self) -> None:
-        """Forget the saved lease (the user asked for a new port)."""
+        """Forget the saved lease (the user asked for a new port), keeping ``last_port``."""
         try:
-            self.path.unlink(missing_ok=True)
+            if self._last_port is None:
+                self.path.unlink(missing_ok=True)
+            else:
+                self._write({"last_port": self._last_port})
         except OSError as exc:
             raise OutputError(f"removing the saved lease {self.path} failed: {exc}") from exc

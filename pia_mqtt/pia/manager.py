@@ -56,6 +56,9 @@ class LeaseManager:
         self._failures = 0
         self._fingerprint: str | None = None
         self._lost_announced = False
+        # Set when a route/address change re-ran detection: the next successful bind
+        # re-applies the port to the sinks even when it did not change (DESIGN).
+        self._tunnel_changed = False
         # The lease last written to STATE_FILE: a failed or lost save is retried after binds.
         self._saved: Lease | None = None
         self._save_error: str | None = None
@@ -165,6 +168,7 @@ class LeaseManager:
         if first:
             return
         log.info("Routes or addresses changed: detecting the gateway again")
+        self._tunnel_changed = True
         if self._gateway is None:
             # Waiting out a backoff: the network came back, so try now.
             self.acquire()
@@ -175,6 +179,9 @@ class LeaseManager:
             self._failed(exc)
             return
         if gateway == self._gateway:
+            # Same server, but the tunnel may have gone down and up (a VPN reconnect):
+            # bind now and re-apply the port to the sinks.
+            self.keepalive()
             return
         self._moved(gateway)
 
@@ -251,6 +258,7 @@ class LeaseManager:
             self._save(lease)
         now = self._now
         previous = self._engine.snapshot
+        last_port = self._engine.last_port
         recovered = previous.status is not Status.ACTIVE
         self._failures = 0
         self._lost_announced = False
@@ -264,13 +272,16 @@ class LeaseManager:
             next_refresh=now + timedelta(seconds=self._interval),
             last_error=None,
         )
-        if previous.port != lease.port:
+        tunnel_changed, self._tunnel_changed = self._tunnel_changed, False
+        if last_port != lease.port:
             self._engine.announce(
                 EventKind.PORT_CHANGED,
                 f"Port {lease.port} bound on {gateway.address}"
-                + (f" (was {previous.port})" if previous.port else ""),
-                old_port=previous.port,
+                + (f" (was {last_port})" if last_port else ""),
+                old_port=last_port,
             )
+        elif tunnel_changed:
+            self._engine.reapply("the VPN tunnel changed")
         elif recovered:
             self._engine.announce(EventKind.BOUND, f"Port {lease.port} bound on {gateway.address}")
         else:

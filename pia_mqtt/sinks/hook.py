@@ -1,7 +1,8 @@
-"""PORT_CHANGE_COMMAND: run the user's command when the forwarded port changes.
+"""PORT_CHANGE_COMMAND: run the user's command at start, on a change and on a re-apply.
 
 The command line is split like a shell would split it and run without a shell, with
-``{port}`` replaced in the arguments and ``PIA_PORT``/``PIA_OLD_PORT`` in the environment.
+``{port}`` replaced in the arguments and ``PIA_PORT``, ``PIA_OLD_PORT`` and
+``PIA_PORT_REASON`` (``start``, ``changed``, ``reapplied``) in the environment.
 Runs happen one at a time on a worker thread. When several changes pile up while a run is
 in progress only the newest port runs next, with ``PIA_OLD_PORT`` set to the port the
 command was last run for: a port that was already replaced is never handed out, and the
@@ -69,6 +70,21 @@ class HookResult:
         return self.reason == "ok"
 
 
+# PIA_PORT_REASON values.
+START = "start"
+CHANGED = "changed"
+REAPPLIED = "reapplied"
+
+
+@dataclass(frozen=True)
+class _Run:
+    """One queued run: the port, PIA_OLD_PORT as known when queued, PIA_PORT_REASON."""
+
+    port: int
+    old: int | None
+    reason: str
+
+
 class HookSink:
     """Runs PORT_CHANGE_COMMAND for every new port (a Sink named ``hook``)."""
 
@@ -92,7 +108,8 @@ class HookSink:
         self._env = {k: v for k, v in base.items() if k.upper() not in HIDDEN_ENV}
         self._cond = threading.Condition()
         self._accepted: int | None = None  # engine thread only
-        self._pending: int | None = None
+        self._epoch: int | None = None  # engine thread only: the tunnel_epoch last seen
+        self._pending: _Run | None = None
         self._last_run: int | None = None
         self._busy = self._stopping = False
         self._proc: subprocess.Popen[bytes] | None = None
@@ -105,13 +122,32 @@ class HookSink:
         return None
 
     def publish(self, snapshot: Snapshot) -> None:
-        """Queue a run when the port is valid and differs from the last one queued."""
+        """Queue a run at start, when the port changes, and when it is re-applied.
+
+        DESIGN's rule: ``start`` once a port is bound (``PIA_OLD_PORT`` = the port before
+        the restart, empty only on a first ever start), ``changed`` when the number
+        changes, ``reapplied`` when the tunnel changed and the same port was applied again.
+        """
         port = snapshot.port
-        if not valid_port(port) or port == self._accepted:
+        if not valid_port(port):
+            return
+        assert isinstance(port, int)  # noqa: S101 - narrowed by valid_port for mypy
+        epoch, self._epoch = self._epoch, snapshot.tunnel_epoch
+        if self._accepted is None:
+            run = _Run(port, snapshot.previous_port, START)
+        elif port != self._accepted:
+            run = _Run(port, None, CHANGED)
+        elif epoch is not None and snapshot.tunnel_epoch != epoch:
+            run = _Run(port, port, REAPPLIED)
+        else:
             return
         self._accepted = port
         with self._cond:
-            self._pending = port
+            pending = self._pending
+            if pending is not None and pending.reason == START:
+                # Not run yet: the first run stays "start", for the newest port.
+                run = _Run(port, pending.old, START)
+            self._pending = run
             self._cond.notify_all()
 
     def event(self, event: Event) -> None:
@@ -146,12 +182,17 @@ class HookSink:
                 self._cond.wait_for(lambda: self._stopping or self._pending is not None)
                 if self._stopping:
                     return
-                port, self._pending = self._pending, None
-                old, self._busy = self._last_run, True
+                run, self._pending = self._pending, None
+                last, self._busy = self._last_run, True
             try:
-                if port is not None and port != old:
-                    self._last_run = port
-                    self._report(port, old, self._run(port, old))
+                if run is not None:
+                    # Changes that piled up during a run: the script sees an unbroken
+                    # old -> new chain (the port it last ran for is the old one).
+                    old = last if run.reason == CHANGED and last is not None else run.old
+                    if run.reason == CHANGED and run.port == last:
+                        continue  # a change and its undo while busy: nothing new to run
+                    self._last_run = run.port
+                    self._report(run, old, self._run(run.port, old, run.reason))
             except Exception:
                 log.exception("%s: unexpected failure of the hook worker", VARIABLE)
             finally:
@@ -159,9 +200,14 @@ class HookSink:
                     self._busy = False
                     self._cond.notify_all()
 
-    def _run(self, port: int, old: int | None) -> HookResult:
+    def _run(self, port: int, old: int | None, reason: str) -> HookResult:
         argv = [arg.replace("{port}", str(port)) for arg in self._argv]
-        env = {**self._env, "PIA_PORT": str(port), "PIA_OLD_PORT": str(old or "")}
+        env = {
+            **self._env,
+            "PIA_PORT": str(port),
+            "PIA_OLD_PORT": str(old or ""),
+            "PIA_PORT_REASON": reason,
+        }
         program = argv[0]
         log.info("running %s %s for port %s (old port %s)", VARIABLE, program, port, old or "-")
         try:
@@ -213,13 +259,15 @@ class HookSink:
             )
         return HookResult(0, "ok", f"{program!r} exited with status 0", output, total)
 
-    def _report(self, port: int, old: int | None, result: HookResult) -> None:
+    def _report(self, run: _Run, old: int | None, result: HookResult) -> None:
+        port = run.port
         level = logging.INFO if result.ok else logging.WARNING
         log.log(level, "%s for port %s: %s", VARIABLE, port, result.detail)
         if result.output:
             log.log(level, "%s output: %s", VARIABLE, result.output[-LOG_OUTPUT_LIMIT:])
         data: dict[str, object] = {
             "old_port": old,
+            "port_reason": run.reason,
             "exit_code": result.exit_code,
             "reason": result.reason,
             "output": result.output[-EVENT_OUTPUT_LIMIT:],

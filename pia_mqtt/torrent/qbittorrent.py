@@ -150,6 +150,16 @@ class QbittorrentClient:
         log.debug("qBittorrent at %s confirmed listen port %s", self.host, port)
         return prefs.listen_port
 
+    def reapply_listen_port(self, port: int) -> int:
+        """Make qBittorrent open its listening socket again on the same ``port``.
+
+        Setting an unchanged port is a no-op in qBittorrent, and after its interface went
+        down and up it may have no socket at all (qBittorrent #21288). Setting another port
+        and then ``port`` again makes it rebind: the workaround gluetun's wiki gives.
+        """
+        self.set_listen_port(port + 1 if port < 65535 else port - 1)
+        return self.set_listen_port(port)
+
     def close(self) -> None:
         """Close the HTTP session (its pooled connections)."""
         self._session.close()

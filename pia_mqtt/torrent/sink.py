@@ -63,6 +63,13 @@ class TorrentClient(Protocol):
     def set_listen_port(self, port: int) -> int:
         """Set the listening port and return what the client reports back."""
 
+    def reapply_listen_port(self, port: int) -> int:
+        """Make the client listen on ``port`` again after a tunnel change (same number).
+
+        Called only after the engine re-applied the port (``Snapshot.tunnel_epoch``), never
+        on an ordinary check; returns what the client reports back.
+        """
+
     def close(self) -> None:
         """Release connections."""
 
@@ -96,6 +103,8 @@ class TorrentSink:
         self._cond = threading.Condition()
         self._wanted: int | None = None
         self._confirmed: int | None = None
+        self._epoch: int | None = None  # the snapshot's tunnel_epoch last seen
+        self._reapply = False  # the tunnel changed: make the client listen again
         self._pending = False
         self._busy = False
         self._stopping = False
@@ -119,7 +128,10 @@ class TorrentSink:
             return  # the VPN is still starting: never hand the client port 0
         with self._cond:
             self._wanted = snapshot.port
-            if snapshot.port != self._confirmed:
+            if self._epoch is not None and snapshot.tunnel_epoch != self._epoch:
+                self._reapply = True
+            self._epoch = snapshot.tunnel_epoch
+            if snapshot.port != self._confirmed or self._reapply:
                 self._pending = True
                 self._cond.notify_all()
 
@@ -166,9 +178,10 @@ class TorrentSink:
                 self._cond.notify_all()
                 return False
             wanted, self._pending, self._busy = self._wanted, False, True
+            reapply, self._reapply = self._reapply, False
         try:
             if wanted is not None:
-                self._sync(wanted)
+                self._sync(wanted, reapply=reapply)
         except Exception:  # a bug must not kill the worker and freeze the sink
             log.exception("%s sink: unexpected error", self._label)
         finally:
@@ -177,12 +190,18 @@ class TorrentSink:
                 self._cond.notify_all()
         return True
 
-    def _sync(self, wanted: int) -> None:
+    def _sync(self, wanted: int, *, reapply: bool = False) -> None:
         if self._latched():
             return
         try:
             current = self._client.listen_port()
             self._set_confirmed(current)
+            if current == wanted and reapply:
+                confirmed = self._client.reapply_listen_port(wanted)
+                self._set_confirmed(confirmed)
+                log.info("%s listens on port %s again (tunnel changed)", self._label, confirmed)
+                self._succeeded(confirmed, previous=None)
+                return
             if current == wanted:
                 self._succeeded(wanted, previous=None)
                 return

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from pia_mqtt import redact
 from pia_mqtt.errors import MqttError
@@ -87,6 +88,20 @@ def default_client_id(topic: str) -> str:
     connection's will *before* our ``online`` instead of after it.
     """
     return discovery.device_id(topic).replace("_", "-")
+
+
+def subscribe(client: paho.Client, topics: list[str], *, qos: int) -> int | None:
+    """Subscribe to ``topics``; with MQTT 5 "retain as published". Returns the message id.
+
+    Retain as published: a PRESS retained while we are connected still carries its retain
+    flag, so :func:`classify_press` recognises it as a leftover and it is cleared.
+    """
+    if uses_v5(client):
+        options = SubscribeOptions(qos=qos, retainAsPublished=True)
+        _rc, mid = client.subscribe([(topic, options) for topic in topics])
+    else:
+        _rc, mid = client.subscribe([(topic, qos) for topic in topics])
+    return mid
 
 
 def build_client(s: Settings) -> paho.Client:

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("pia_mqtt.mqtt.sink")  # one logger for the sink's lines, as before
 
 WARN_EVERY = 60.0  # seconds between two WARNINGs about the same problem
+_AUTH_REASONS = {134, 135}  # Bad user name or password, Not authorized (3.1.1 codes 4, 5)
 
 
 def utcnow() -> datetime:
@@ -110,6 +111,14 @@ class MqttHealth:
             log.debug("%s: %s", self._where, problem)
         self._problem = (state, problem)
         self._report()
+
+    def refused_connection(self, code: int, reason: str) -> None:
+        """The broker answered CONNACK with a failure reason code."""
+        if code in _AUTH_REASONS:
+            credentials = f"the broker refused MQTT_USER/MQTT_PASS ({reason})"
+            self.problem(credentials, SyncState.AUTH_FAILED)
+        else:
+            self.problem(f"the broker refused the connection ({reason})")
 
     def refused(self, topic: str, reason: str) -> None:
         """The broker refused a publish to ``topic`` (MQTT 5 PUBACK reason code)."""

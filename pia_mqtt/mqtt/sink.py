@@ -16,17 +16,10 @@ block; only ``close``, ``flush`` and ``wait_connected`` wait, always bounded. A
 ``threading.Timer`` re-sends discovery ~2 s after Home Assistant's birth message, so paho's
 thread never waits.
 
-One message per change: port, status and state go out together when the state document
-changes (``updated_at`` aside: a sink's health that the document does not show is no
-change), never twice for one snapshot. The heartbeat (:meth:`MqttSink.check`) re-sends them
-only when nothing went out for 1.25 keep-alive intervals, so a keep-alive is never preceded
-by a stale copy.
-
-With MQTT 5 every PUBACK carries a reason code: a publish the broker refuses (its ACL) is
-reported in MQTT's health (``out_of_sync``, naming the topic) until a publish to that topic
-is accepted again.
-
-Building the client and reading button presses live in :mod:`pia_mqtt.mqtt.client`.
+The client, MQTT 5 and button presses: :mod:`~pia_mqtt.mqtt.client`; port/status/state
+once per change and the heartbeat: :mod:`~pia_mqtt.mqtt.state`; refused publishes (PUBACK
+reason codes): :mod:`~pia_mqtt.mqtt.acks`; health and its log lines:
+:mod:`~pia_mqtt.mqtt.health`.
 """
 
 from __future__ import annotations
@@ -40,12 +33,12 @@ from typing import TYPE_CHECKING
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import MQTTErrorCode
-from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from pia_mqtt import redact
-from pia_mqtt.core.model import Command, Event, Inbox, Snapshot, SyncState, valid_port
+from pia_mqtt.core.model import Command, Event, Inbox, Snapshot
 from pia_mqtt.errors import MqttError
 from pia_mqtt.mqtt import discovery
+from pia_mqtt.mqtt.acks import Acks
 from pia_mqtt.mqtt.client import (
     KEEPALIVE,
     UNSUPPORTED_PROTOCOL,
@@ -53,15 +46,16 @@ from pia_mqtt.mqtt.client import (
     build_client,
     classify_press,
     downgrade,
+    subscribe,
     uses_v5,
 )
 from pia_mqtt.mqtt.discovery import OFFLINE, ONLINE, QOS, Topics
 from pia_mqtt.mqtt.health import MqttHealth, redacted_json, utcnow
+from pia_mqtt.mqtt.state import StateTopics
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from paho.mqtt.properties import Properties
     from paho.mqtt.reasoncodes import ReasonCode
 
     from pia_mqtt.settings import Settings
@@ -70,8 +64,6 @@ log = logging.getLogger(__name__)
 
 BIRTH_DELAY = 2.0  # HA needs a moment after its birth message before discovery is handled
 CLOSE_TIMEOUT = 2.0
-HEARTBEAT_AFTER = 1.25  # keep-alive intervals without a publish before check() re-sends
-_AUTH_REASONS = {134, 135}  # Bad user name or password, Not authorized (3.1.1 codes 4, 5)
 
 
 class MqttSink:
@@ -99,7 +91,6 @@ class MqttSink:
                 raise MqttError(f"{var}: must be a plain topic without + or # (got {value!r})")
         self._settings = settings
         self._inbox = inbox
-        self._monotonic = monotonic
         self._forget_on_close = forget_on_close
         self._birth_delay = birth_delay
         self._topics = Topics(topic)
@@ -113,7 +104,6 @@ class MqttSink:
             qbittorrent=qbittorrent_enabled,
             refresh_interval=self._interval,
         )
-        self._client = self._make_client(settings)
         self._lock = threading.Lock()
         self._latest: Snapshot | None = None
         self._online = False  # announced on the current connection
@@ -123,19 +113,20 @@ class MqttSink:
         self._pending: list[paho.MQTTMessageInfo] = []
         self._timer: threading.Timer | None = None
         self._subscribe_mid: int | None = None
-        self._sent_state: dict[str, object] | None = None  # last state document sent
-        self._sent_at: float | None = None  # monotonic time of the last state publish
-        # Message id -> topic until its PUBACK, under a lock of its own: paho calls
-        # on_publish holding its own mutex, which publish() (under self._lock) also takes.
-        self._acks = threading.Lock()
-        self._topic_of: dict[int, str] = {}
-        self._early: dict[int, ReasonCode] = {}  # PUBACKs that beat _send to the table
+        self._state = StateTopics(
+            self._topics,
+            interval=self._interval,
+            monotonic=monotonic,
+            send=lambda topic, payload: self._send(topic, payload, retain=True),
+        )
         self._health = MqttHealth(
             inbox,
             f"MQTT broker {settings.mqtt_host}:{settings.mqtt_port}",
             clock=clock,
             monotonic=monotonic,
         )
+        self._acks = Acks(self._health)
+        self._client = self._make_client(settings)
 
     def _make_client(self, s: Settings) -> paho.Client:
         client = build_client(s)
@@ -144,7 +135,7 @@ class MqttSink:
         client.on_subscribe = self._on_subscribe
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
-        client.on_publish = self._on_publish
+        client.on_publish = self._acks.on_publish
         return client
 
     # --- Sink interface (engine thread) -------------------------------------------------
@@ -166,7 +157,7 @@ class MqttSink:
         with self._lock:
             self._latest = snapshot
             if self._online and not self._closing:
-                self._publish_state(snapshot)
+                self._state.publish(snapshot)
 
     def event(self, event: Event) -> None:
         """Publish an event (not retained); events that happen while disconnected are dropped."""
@@ -181,16 +172,12 @@ class MqttSink:
     def check(self, snapshot: Snapshot) -> None:
         """Heartbeat: re-send the state if nothing went out for 1.25 keep-alive intervals.
 
-        HA's ``expire_after`` (two intervals + 60 s) then fires only on a hung engine. While
-        keep-alives succeed they publish every interval and the heartbeat stays silent.
+        HA's ``expire_after`` (two intervals + 60 s) then fires only on a hung engine.
         """
         with self._lock:
             self._latest = snapshot
-            quiet = self._sent_at is None or (
-                self._monotonic() - self._sent_at >= HEARTBEAT_AFTER * self._interval
-            )
-            if self._online and not self._closing and quiet:
-                self._publish_state(snapshot, force=True)
+            if self._online and not self._closing and self._state.heartbeat_due():
+                self._state.publish(snapshot, force=True)
 
     @property
     def check_interval(self) -> float | None:
@@ -233,17 +220,14 @@ class MqttSink:
             timer.join()
         if online:
             self.flush(CLOSE_TIMEOUT / 2)
-            if self._forget_on_close:
-                # The demo leaves nothing behind: no device in HA, no retained topics.
-                t = self._topics
-                for topic in (self._discovery.topic, t.port, t.status, t.state):
-                    self._client.publish(topic, "", qos=QOS, retain=True)
-                last = self._topics.availability
-                info = self._client.publish(last, "", qos=QOS, retain=True)
-            else:
-                info = self._client.publish(
-                    self._topics.availability, OFFLINE, qos=QOS, retain=True
-                )
+            # The demo leaves nothing behind (no device in HA, no retained topic), and says
+            # nothing on availability; the daemon says `offline`.
+            last = "" if self._forget_on_close else OFFLINE
+            t = self._topics
+            forget = (self._discovery.topic, t.port, t.status, t.state)
+            for topic in forget if self._forget_on_close else ():
+                self._client.publish(topic, "", qos=QOS, retain=True)
+            info = self._client.publish(self._topics.availability, last, qos=QOS, retain=True)
             try:
                 info.wait_for_publish(CLOSE_TIMEOUT / 2)
             except (RuntimeError, ValueError):
@@ -264,27 +248,9 @@ class MqttSink:
         if info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
             self._pending = [i for i in self._pending if not i.is_published()]
             self._pending.append(info)
-            with self._acks:
-                early = self._early.pop(info.mid, None)
-                if early is None:
-                    self._topic_of[info.mid] = topic
-            if early is not None:
-                self._acknowledged(topic, early)
+            self._acks.sent(info.mid, topic)
         else:
             log.debug("MQTT publish to %s not sent (%s)", topic, paho.error_string(info.rc))
-
-    def _publish_state(self, snapshot: Snapshot, *, force: bool = False) -> None:
-        document = redacted_json(snapshot.to_json())
-        visible = {k: v for k, v in document.items() if k != "updated_at"}
-        if not force and visible == self._sent_state:
-            return  # nothing a subscriber can see changed (only another sink's health)
-        self._sent_state, self._sent_at = visible, self._monotonic()
-        # A missing or invalid port leaves the last retained port in place: the topic always
-        # holds the last port that was forwarded; `status` and `state` tell whether it is live.
-        if valid_port(snapshot.port):
-            self._send(self._topics.port, str(snapshot.port), retain=True)
-        self._send(self._topics.status, snapshot.status.value, retain=True)
-        self._send(self._topics.state, json.dumps(document), retain=True)
 
     def _announce(self, *, after_birth: bool = False) -> None:
         with self._lock:
@@ -293,7 +259,7 @@ class MqttSink:
             self._send(self._topics.availability, ONLINE, retain=True)
             self._send(self._discovery.topic, self._discovery.payload, retain=True)
             if self._latest is not None:
-                self._publish_state(self._latest, force=True)
+                self._state.publish(self._latest, force=True)
             self._online = True
         if after_birth:
             log.info("re-sent discovery and state after Home Assistant came online")
@@ -311,24 +277,13 @@ class MqttSink:
                 log.info("the MQTT broker does not speak MQTT 5: using MQTT 3.1.1")
                 downgrade(client)  # paho reconnects after its backoff
                 return
-            if reason.value in _AUTH_REASONS:
-                problem = f"the broker refused MQTT_USER/MQTT_PASS ({reason})"
-                self._health.problem(problem, SyncState.AUTH_FAILED)
-            else:
-                self._health.problem(f"the broker refused the connection ({reason})")
+            self._health.refused_connection(reason.value, str(reason))
             return
         self._health.connecting_done(v5=uses_v5(client))
-        # "Retain as published" (MQTT 5): a PRESS retained while we are connected still
-        # carries its retain flag, so it is recognised as a leftover and cleared.
-        options = SubscribeOptions(qos=QOS, retainAsPublished=uses_v5(client))
         wanted = [self._topics.refresh, self._topics.new_port]
         if self._settings.ha_discovery:
             wanted.append(self._birth_topic)
-        if uses_v5(client):
-            _rc, mid = client.subscribe([(topic, options) for topic in wanted])
-        else:
-            _rc, mid = client.subscribe([(topic, QOS) for topic in wanted])
-        self._subscribe_mid = mid
+        self._subscribe_mid = subscribe(client, wanted, qos=QOS)
 
     def _on_subscribe(
         self, _c: object, _u: object, mid: int, reasons: list[ReasonCode], _p: object
@@ -338,22 +293,6 @@ class MqttSink:
         if any(r.is_failure for r in reasons):
             log.warning("the MQTT broker refused a subscription (check its ACL): %s", reasons)
         self._announce()
-
-    def _on_publish(
-        self, _c: object, _u: object, mid: int, reason: ReasonCode, _p: Properties
-    ) -> None:
-        with self._acks:
-            topic = self._topic_of.pop(mid, None)
-            if topic is None:
-                self._early[mid] = reason
-                return
-        self._acknowledged(topic, reason)
-
-    def _acknowledged(self, topic: str, reason: ReasonCode) -> None:
-        if reason.is_failure:
-            self._health.refused(topic, str(reason))
-        else:
-            self._health.accepted(topic)
 
     def _on_connect_fail(self, _c: object, _u: object) -> None:
         self._health.problem(

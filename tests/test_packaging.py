@@ -797,3 +797,13 @@ def test_every_image_reference_is_the_release_name() -> None:
     assert {m for _f, m in found} == {IMAGE}, sorted(found)
     repository = IMAGE.rsplit(":", maxsplit=1)[0]
     assert (values["image"]["repository"], chart["appVersion"]) == (repository, __version__)
+
+
+def test_ci_run_is_executable_in_the_work_tree_and_in_git() -> None:
+    """`.ci/run` runs as `.ci/run` on a fresh clone: mode 755, in git's index too."""
+    run = ROOT / ".ci" / "run"
+    modes = {run.stat().st_mode & 0o777}
+    if (ROOT / ".git").exists() and shutil.which("git"):
+        staged = _run(["git", "-C", str(ROOT), "ls-files", "-s", ".ci/run"]).stdout.split()
+        modes.add(int(staged[0][-3:], 8) if staged else 0)
+    assert modes == {0o755}

@@ -3,8 +3,8 @@
 Run by :mod:`benchmarks.run` with the daemon's environment (simulator, mosquitto and
 qBittorrent live in the benchmark process and its children, so they are not counted).
 The engine is wired exactly like ``pia-mqtt run`` (``wiring.build_engine``), then
-``time-machine`` moves the wall clock that the engine and ``schedule`` read, one minute
-at a time, running every keep-alive, gateway watch and qBittorrent check that falls due;
+``time-machine`` moves the wall clock and a fake monotonic clock moves the jobs, one
+minute at a time, running every keep-alive, gateway watch and qBittorrent check that falls due;
 between minutes the engine handles the sinks' reports in real time.
 
 Output: ``{"rss_start_mib", "rss_end_mib", "time_machine_mib", "cpu_s", "fake_seconds",
@@ -17,7 +17,7 @@ import json
 import os
 import sys
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 # Everything ``pia-mqtt run`` imports comes first, so that what importing time-machine
@@ -50,23 +50,35 @@ import time_machine  # noqa: E402
 TIME_MACHINE_MIB = _rss_mib() - _BEFORE_TIME_MACHINE
 
 
-def advance(engine: Engine, traveller: time_machine.Traveller, seconds: float) -> None:
-    """Move the fake clock, running every job that falls due on the way.
+class FakeMonotonic:
+    """The engine's job clock, moved by advance() (a copy of tests.harness.FakeMonotonic)."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def advance(
+    engine: Engine, traveller: time_machine.Traveller, mono: FakeMonotonic, seconds: float
+) -> None:
+    """Move both fake clocks, running every job that falls due on the way.
 
     A copy of ``tests.harness.advance``: importing the harness would pull in the simulator
     (``cryptography``) and pytest, and count their memory as the daemon's.
     """
-    end = datetime.now(UTC) + timedelta(seconds=seconds)
+    end = mono() + seconds
     engine.run_pending()
     while True:
         idle = engine.timers.idle_seconds()
-        now = datetime.now(UTC)
-        if idle is None or now + timedelta(seconds=idle) > end:
-            traveller.move_to(end)
-            engine.run_pending()
-            return
-        traveller.shift(max(idle, 0.001))
+        step = end - mono() if idle is None or mono() + idle > end else max(idle, 0.001)
+        if step > 0:
+            mono.now += step
+            traveller.shift(step)
         engine.run_pending()
+        if mono() >= end:
+            return
 
 
 def _cpu() -> float:
@@ -80,16 +92,17 @@ def main() -> int:
     settings = load_settings(require_credentials=True)
     configure("WARNING")
     with time_machine.travel(datetime.now(UTC), tick=False) as traveller:
-        engine = build_engine(settings)
+        mono = FakeMonotonic()
+        engine = build_engine(settings, monotonic=mono)
         try:
             engine.start()
             engine.run(until=lambda: engine.snapshot.status is Status.ACTIVE, timeout=30)
             engine.run(timeout=3.0)  # qBittorrent read-back and MQTT discovery land
             # time-machine's first clock move costs it ~2 MiB of its own: pay that first.
-            advance(engine, traveller, 0.5)
+            advance(engine, traveller, mono, 0.5)
             rss_start, cpu0, real0 = _rss_mib(), _cpu(), time.monotonic()
             for _ in range(minutes):
-                advance(engine, traveller, 60)
+                advance(engine, traveller, mono, 60)
                 engine.run(timeout=0.02)
             cpu = _cpu() - cpu0
             real = time.monotonic() - real0

@@ -155,7 +155,26 @@ def _check_config() -> int:
         print(f"pia-mqtt: not ready to run: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     print("configuration OK", file=sys.stderr)
+    if settings.gluetun_control_url:
+        _check_gluetun(settings)
     return EXIT_OK
+
+
+def _check_gluetun(settings: Settings) -> None:
+    """One GET to gluetun after validation (never a change); its outcome keeps exit 0."""
+    from pia_mqtt.gluetun.check import gluetun_report  # noqa: PLC0415
+    from pia_mqtt.gluetun.client import GluetunClient  # noqa: PLC0415
+    from pia_mqtt.settings import PortSource  # noqa: PLC0415
+
+    key = settings.secret("gluetun_api_key")
+    client = GluetunClient(settings.gluetun_url, api_key=key, timeout=5.0)
+    try:
+        lines = gluetun_report(
+            client, follows=settings.port_source is PortSource.GLUETUN, has_key=bool(key)
+        )
+    finally:
+        client.close()
+    print("\n".join(lines), file=sys.stderr)
 
 
 def _healthcheck(settings: Settings) -> int:
@@ -191,23 +210,31 @@ def _run(
     import logging  # noqa: PLC0415
     import signal  # noqa: PLC0415
 
-    from pia_mqtt.core.engine import ShutdownRequestedError  # noqa: PLC0415
+    from pia_mqtt.core.engine import Engine, ShutdownRequestedError  # noqa: PLC0415
     from pia_mqtt.wiring import build_engine, describe_once, run_once  # noqa: PLC0415
 
     log = logging.getLogger("pia_mqtt")
     log.info("pia-mqtt %s starting (%s)", __version__, "once" if once else "run")
-    engine = build_engine(settings, once=once, demo=demo)
-
     received: list[str] = []
+    engine: Engine | None = None
 
     def stop(signum: int, _frame: object) -> None:
         # No logging in the handler: writing to stderr while the interrupted main thread is
         # writing there raises "reentrant call". The line is logged once the loop returns.
         received.append(signal.Signals(signum).name)
+        if engine is None:
+            # Still building (settings, files, MQTT): abort whatever blocks, nothing to close.
+            raise ShutdownRequestedError
         engine.request_stop()
 
+    # Installed before anything can block, so that SIGTERM ends start-up within 2 s too.
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    try:
+        engine = build_engine(settings, once=once, demo=demo)
+    except ShutdownRequestedError:
+        log.info("Received %s during start-up: stopping", received[0] if received else "a signal")
+        return EXIT_FAILED if once else EXIT_OK
     if once:
         try:
             ok = run_once(engine)
@@ -227,6 +254,7 @@ def _run(
         if received:
             log.info("Received %s: stopping", received[0])
     finally:
+        # Bounded (core.engine.CLOSE_TIMEOUT): a hung peer cannot hold the exit past 2 s.
         engine.close()
     log.info("pia-mqtt stopped")
     return EXIT_OK

@@ -20,11 +20,21 @@
     │   └── QbittorrentError        qBittorrent's Web API failed; its leaves are also the
     │       │                       generic kinds above (QbittorrentAuthError is a
     │       │                       TorrentAuthError, and so on)
-    │       ├── QbittorrentAuthError    wrong QBITTORRENT_USER/QBITTORRENT_PASS
+    │       ├── QbittorrentAuthError    wrong QBITTORRENT_USER/QBITTORRENT_PASS or API key
+    │       │   └── QbittorrentApiKeyUnsupportedError  QBITTORRENT_API_KEY on a
+    │       │                       qBittorrent before 5.2, which cannot check it
     │       ├── QbittorrentBannedError  qBittorrent banned our IP (403 on login)
     │       ├── QbittorrentHostHeaderError  401 from Host-header validation (port mapping)
     │       └── QbittorrentUnavailableError down, timeout, unexpected reply
-    ├── GluetunError                gluetun's control server failed (auth, not ready, down)
+    ├── GluetunError                gluetun's control server failed (auth, not ready, down);
+    │   │                           its leaves live in pia_mqtt.gluetun.client
+    │   ├── GluetunAuthError        401/403: the role or GLUETUN_API_KEY
+    │   ├── GluetunUnavailableError no answer: GLUETUN_CONTROL_URL, gluetun down
+    │   ├── GluetunNotReadyError    5xx that passes (its tunnel has not come up yet)
+    │   ├── GluetunReplyError       an answer we cannot use (wrong URL, not a port)
+    │   └── GluetunRefusedError     PUT refused for good: GluetunNoPutRouteError (tagged
+    │                               release), GluetunProviderForwardsError (its provider
+    │                               forwards itself)
     └── MqttError                   the broker settings cannot work (bad topic, TLS files)
 
 Messages say what was being done and what the user should change, naming the environment
@@ -108,7 +118,11 @@ class QbittorrentError(TorrentClientError):
 
 
 class QbittorrentAuthError(QbittorrentError, TorrentAuthError):
-    """qBittorrent refused QBITTORRENT_USER/QBITTORRENT_PASS."""
+    """qBittorrent refused QBITTORRENT_USER/QBITTORRENT_PASS or QBITTORRENT_API_KEY."""
+
+
+class QbittorrentApiKeyUnsupportedError(QbittorrentAuthError):
+    """QBITTORRENT_API_KEY is set but qBittorrent is older than 5.2 and cannot check it."""
 
 
 class QbittorrentBannedError(QbittorrentError, TorrentBannedError):

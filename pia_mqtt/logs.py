@@ -48,7 +48,5 @@ def configure(level: str = "INFO", fmt: str = "text") -> None:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level.upper())
-    # urllib3 logs full URLs (with tokens and signatures) at DEBUG; schedule logs "Running
-    # job" for every timer: neither is ours to show, even with LOG_LEVEL=DEBUG.
-    for chatty in ("urllib3", "schedule"):
-        logging.getLogger(chatty).setLevel(logging.WARNING)
+    # urllib3 logs full URLs (with tokens and signatures) at DEBUG.
+    logging.getLogger("urllib3").setLevel(logging.WARNING)

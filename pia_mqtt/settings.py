@@ -24,7 +24,13 @@ PIA_TOKEN_URL = "https://www.privateinternetaccess.com/api/client/v2/token"  # n
 # PIA drops a forwarded port that is not re-bound within 15 minutes.
 MAX_REFRESH_INTERVAL = 900
 DEFAULT_GLUETUN_URL = "http://127.0.0.1:8000"
-SECRET_FIELDS = ("pia_pass", "qbittorrent_pass", "mqtt_pass", "gluetun_api_key")
+SECRET_FIELDS = (
+    "pia_pass",
+    "qbittorrent_pass",
+    "qbittorrent_api_key",
+    "mqtt_pass",
+    "gluetun_api_key",
+)
 
 
 class PortSource(StrEnum):
@@ -74,6 +80,8 @@ class Settings(BaseModel):
     qbittorrent_user: str = "admin"
     qbittorrent_pass: SecretStr | None = None
     qbittorrent_pass_file: Path | None = None
+    qbittorrent_api_key: SecretStr | None = None
+    qbittorrent_api_key_file: Path | None = None
     qbittorrent_check_interval: int = Field(default=60, ge=1)
     # MQTT
     mqtt_host: str | None = None

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from pia_mqtt import __version__
 from pia_mqtt.core.engine import Clock, Controller, Engine, utc_now
 from pia_mqtt.core.model import Sink, Status
+from pia_mqtt.core.timers import Monotonic
 from pia_mqtt.settings import PortSource, Settings
 
 if TYPE_CHECKING:
@@ -26,7 +27,12 @@ DRAIN_TIMEOUT = 30.0
 
 
 def build_engine(
-    settings: Settings, *, clock: Clock = utc_now, once: bool = False, demo: bool = False
+    settings: Settings,
+    *,
+    clock: Clock = utc_now,
+    monotonic: Monotonic = time.monotonic,
+    once: bool = False,
+    demo: bool = False,
 ) -> Engine:
     """An engine with its controller and every sink the settings enable (not started).
 
@@ -43,7 +49,12 @@ def build_engine(
 
     store = LeaseStore(settings.state_file)
     # The port published before this start: hooks and events compare against it (DESIGN).
-    engine = Engine(clock=clock, source=settings.port_source.value, last_port=store.last_port())
+    engine = Engine(
+        clock=clock,
+        monotonic=monotonic,
+        source=settings.port_source.value,
+        last_port=store.last_port(),
+    )
     sinks: list[Sink] = [
         PortFilesSink(
             settings.port_file,
@@ -87,6 +98,7 @@ def _optional_sinks(settings: Settings, engine: Engine, clock: Clock) -> list[Si
             settings.qbittorrent_host,
             username=settings.qbittorrent_user,
             password=settings.secret("qbittorrent_pass"),
+            api_key=settings.secret("qbittorrent_api_key"),
         )
         sinks.append(
             TorrentSink(
@@ -125,7 +137,10 @@ def _controller(
         from pia_mqtt.gluetun.follow import POLL_INTERVAL, GluetunFollower  # noqa: PLC0415
 
         client = GluetunClient(settings.gluetun_url, api_key=settings.secret("gluetun_api_key"))
-        return GluetunFollower(engine, GluetunPortReader(client), interval=POLL_INTERVAL)
+        # GLUETUN_CHECK_INTERVAL shortens the read interval (a tunnel restart shorter than
+        # one interval goes unseen), never lengthens it.
+        interval = min(POLL_INTERVAL, settings.gluetun_check_interval)
+        return GluetunFollower(engine, GluetunPortReader(client), interval=interval)
     from pia_mqtt.pia.client import PiaClient  # noqa: PLC0415
     from pia_mqtt.pia.manager import LeaseManager  # noqa: PLC0415
 
@@ -167,18 +182,20 @@ def run_once(engine: Engine, *, timeout: float = ONCE_TIMEOUT) -> bool:
         engine.run(
             until=lambda: engine.snapshot.status in (Status.ACTIVE, Status.ERROR), timeout=timeout
         )
-        deadline = time.monotonic() + DRAIN_TIMEOUT
-        for sink in engine.sinks:
-            drain = getattr(sink, "drain", None)
-            if drain is not None:
-                drain(max(0.0, deadline - time.monotonic()))
-        # Sink reports (qBittorrent health...) land in the snapshot before MQTT flushes.
-        engine.run_pending()
-        for sink in engine.sinks:
-            flush = getattr(sink, "flush", None)
-            wait_connected = getattr(sink, "wait_connected", None)
-            if flush is not None and wait_connected is not None and wait_connected(5.0):
-                flush(5.0)
+        # Waiting on the sinks is interruptible: SIGTERM ends `once` within 2 s here too.
+        with engine.interruptible():
+            deadline = time.monotonic() + DRAIN_TIMEOUT
+            for sink in engine.sinks:
+                drain = getattr(sink, "drain", None)
+                if drain is not None:
+                    drain(max(0.0, deadline - time.monotonic()))
+            # Sink reports (qBittorrent health...) land in the snapshot before MQTT flushes.
+            engine.run_pending()
+            for sink in engine.sinks:
+                flush = getattr(sink, "flush", None)
+                wait_connected = getattr(sink, "wait_connected", None)
+                if flush is not None and wait_connected is not None and wait_connected(5.0):
+                    flush(5.0)
         return engine.snapshot.status is Status.ACTIVE
     finally:
         engine.close()

@@ -1,6 +1,8 @@
 """A small HTTP server on 127.0.0.1 that answers like qBittorrent 5.2's Web API.
 
-Debian ships 4.5.2; 5.2 changed what a client sees: login answers 204 (success) or 401
+The main paths run against real 4.5.2 and 5.3.0 (tests/fixtures/qbittorrent.py); this stays
+for what a real server cannot be made to show on demand: a hung server, a setPreferences
+that answers 204 and changes nothing, and proof that nothing at all was sent. 5.2 changed what a client sees: login answers 204 (success) or 401
 (wrong password) instead of ``200 Ok.``/``200 Fails.``, the session cookie is named
 ``QBT_SID_<webui port>`` instead of ``SID``, and ``setPreferences`` answers 204. Like the
 real thing, every endpoint but login answers 403 without a session, a banned IP gets 403

@@ -1,15 +1,18 @@
 """Build a real engine against the PIA simulator and drive it on a fake clock.
 
 Everything is real (HTTPS simulator, PiaClient, GatewayFinder probing 127.0.0.1,
-LeaseStore, PortFilesSink) except time: ``time-machine`` moves the wall clock that both
-the engine and ``schedule`` read, and :func:`advance` runs every job that falls due.
+LeaseStore, PortFilesSink) except time, which has two clocks like the engine:
+``time-machine`` moves the wall clock (timestamps, lease expiry, the simulator's own
+clock) and a :class:`FakeMonotonic` the jobs are planned on. :func:`advance` moves both
+and runs every job that falls due; :func:`step_wall` moves the wall clock alone, as an
+NTP correction, a VM resume or a DST change (with a local ``TZ``) would.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +27,22 @@ from pia_mqtt.pia.manager import LeaseManager
 from pia_mqtt.simulator.pia import PiaSimulator
 from pia_mqtt.sinks.portfiles import PortFilesSink
 from tests.fixtures.pia import SIM_PASS, SIM_USER
+
+
+class FakeMonotonic:
+    """A monotonic clock that moves only when told (the engine's job clock in tests)."""
+
+    def __init__(self, start: float = 0.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        """Seconds, like time.monotonic()."""
+        return self.now
+
+    def shift(self, seconds: float) -> None:
+        """Move forward (a monotonic clock never goes back)."""
+        assert seconds >= 0, seconds
+        self.now += seconds
 
 
 @dataclass
@@ -99,16 +118,19 @@ def build_daemon(
     watch_interval: float = 5.0,
     timeout: float = 2.0,
     record: bool = True,
+    monotonic: FakeMonotonic | None = None,
 ) -> Daemon:
     """An engine wired like ``pia-mqtt run`` (files sink + recorder), not yet started.
 
     ``timeout`` is the PIA client's HTTP timeout; ``record=False`` leaves the (ever-growing)
-    recorder out, for the soak.
+    recorder out, for the soak; ``monotonic`` is the job clock (a fresh fake one by default).
     """
     gateway = sim.gateways[0]
     store = LeaseStore(folder / "pia-lease.json")
     # As wiring does: the port published before this start is what events compare to.
-    engine = Engine(clock=utc_now, last_port=store.last_port())
+    engine = Engine(
+        clock=utc_now, monotonic=monotonic or FakeMonotonic(), last_port=store.last_port()
+    )
     pia = PiaClient(
         username=SIM_USER,
         password=password,
@@ -143,19 +165,32 @@ def build_daemon(
     return Daemon(engine=engine, manager=manager, recorder=recorder, folder=folder)
 
 
+def monotonic_of(engine: Engine) -> FakeMonotonic:
+    """The engine's fake job clock (engines built here always have one)."""
+    clock = engine.monotonic
+    assert isinstance(clock, FakeMonotonic), "build the engine with a FakeMonotonic"
+    return clock
+
+
 def advance(engine: Engine, traveller: time_machine.Traveller, seconds: float) -> None:
-    """Move the fake clock ``seconds`` forward, running every job that falls due on the way."""
-    end = utc_now() + timedelta(seconds=seconds)
+    """Move both fake clocks ``seconds`` forward, running every job that falls due on the way."""
+    mono = monotonic_of(engine)
+    end = mono() + seconds
     engine.run_pending()
     while True:
         idle = engine.timers.idle_seconds()
-        now = utc_now()
-        if idle is None or now + timedelta(seconds=idle) > end:
-            traveller.move_to(end)
-            engine.run_pending()
-            return
-        traveller.shift(max(idle, 0.001))
+        step = end - mono() if idle is None or mono() + idle > end else max(idle, 0.001)
+        if step > 0:
+            mono.shift(step)
+            traveller.shift(step)
         engine.run_pending()
+        if mono() >= end:
+            return
+
+
+def step_wall(traveller: time_machine.Traveller, seconds: float) -> None:
+    """Step the wall clock alone (negative: back), as NTP or a resumed VM does."""
+    traveller.shift(seconds)
 
 
 def at(moment: datetime) -> time_machine.travel:

@@ -54,6 +54,7 @@ def test_unique_ids_never_change() -> None:
         "last_refresh": "pia_mqtt_last_refresh",
         "gateway": "pia_mqtt_gateway",
         "qbittorrent": "pia_mqtt_qbittorrent",
+        "qbittorrent_connectable": "pia_mqtt_qbittorrent_connectable",
         "refresh": "pia_mqtt_refresh",
         "new_port": "pia_mqtt_new_port",
     }
@@ -137,8 +138,9 @@ def test_default_entity_ids_match_the_ids_ha_derives_from_names() -> None:
 
 def test_qbittorrent_sensor_only_when_configured() -> None:
     """Without QBITTORRENT_HOST there is no qBittorrent binary sensor."""
-    assert "qbittorrent" in build(qbittorrent=True)["payload"]["components"]
-    assert "qbittorrent" not in build(qbittorrent=False)["payload"]["components"]
+    for key in ("qbittorrent", "qbittorrent_connectable"):
+        assert key in build(qbittorrent=True)["payload"]["components"]
+        assert key not in build(qbittorrent=False)["payload"]["components"]
 
 
 def test_expire_after_allows_two_missed_keep_alives() -> None:
@@ -213,14 +215,29 @@ def test_templates_render_the_state_document() -> None:
     }
     assert rendered == {
         "full": {"expires": "2026-03-15T19:30:00+00:00", "last_refresh": "2026-01-14T19:30:00+00:00",
-                 "gateway": "10.13.128.1", "qbittorrent": "ON"},
+                 "gateway": "10.13.128.1", "qbittorrent": "ON", "qbittorrent_connectable": "None"},
         "out_of_sync": {"expires": "2026-03-15T19:30:00+00:00", "last_refresh": "2026-01-14T19:30:00+00:00",
-                        "gateway": "10.13.128.1", "qbittorrent": "OFF"},
-        "empty": {"expires": "None", "last_refresh": "None", "gateway": "None", "qbittorrent": "None"},
+                        "gateway": "10.13.128.1", "qbittorrent": "OFF",
+                        "qbittorrent_connectable": "None"},
+        "empty": {"expires": "None", "last_refresh": "None", "gateway": "None", "qbittorrent": "None",
+                  "qbittorrent_connectable": "None"},
     }  # fmt: skip
     for value in rendered["full"].values():
         if value[:1].isdigit() and "T" in value:
             assert datetime.fromisoformat(value).utcoffset() == timedelta(0)
+
+
+@pytest.mark.parametrize(
+    ("status", "shown"),
+    [("connected", "ON"), ("firewalled", "OFF"), ("disconnected", "OFF"), (None, "None")],
+)
+def test_qbittorrent_connectable_follows_connection_status(status: str | None, shown: str) -> None:
+    """The "qBittorrent connectable" sensor is ON only for connected; unknown when none was read."""
+    template = build()["payload"]["components"]["qbittorrent_connectable"]["value_template"]
+    details = (("connection_status", status),) if status is not None else ()
+    health = SinkHealth(SyncState.IN_SYNC, port=54321, last_sync=T0, details=details)
+    state = full_snapshot(sinks={"qbittorrent": health}).to_json()
+    assert render(template, state) == shown
 
 
 def test_attribute_templates_render_json_objects() -> None:

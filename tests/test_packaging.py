@@ -46,6 +46,8 @@ HELM_VENV = (
 # Every variable the daemon reads, plus the _FILE form of each secret.
 KNOWN_ENV = {name.upper() for name in Settings.model_fields}
 SECRET_ENV = {name.upper() for name in SECRET_FIELDS}
+# Alternatives the compose example does not use: its qBittorrent (5.1) has no API keys.
+COMPOSE_SECRET_ENV = SECRET_ENV - {"QBITTORRENT_API_KEY"}
 
 EXPECTED_POD_SECURITY = {
     "runAsNonRoot": True,
@@ -242,28 +244,52 @@ def test_compose_services_and_every_image_are_pinned(compose: dict[str, Any]) ->
 def test_compose_runs_pia_mqtt_and_qbittorrent_inside_gluetuns_namespace(
     compose: dict[str, Any],
 ) -> None:
-    """pia-mqtt and qBittorrent share gluetun's network namespace; gluetun's own forwarding is off."""
+    """gluetun forwards (VPN_PORT_FORWARDING=on) and pia-mqtt, in its namespace, follows it."""
     services = compose["services"]
     assert services["pia-mqtt"]["network_mode"] == "service:gluetun"
     assert services["qbittorrent"]["network_mode"] == "service:gluetun"
     gluetun_env = services["gluetun"]["environment"]
-    assert gluetun_env["VPN_PORT_FORWARDING"] == "off"
+    pia_env = services["pia-mqtt"]["environment"]
+    assert gluetun_env["VPN_PORT_FORWARDING"] == "on"
     assert gluetun_env["VPN_SERVICE_PROVIDER"] == "private internet access"
+    assert pia_env["PORT_SOURCE"] == "gluetun"
+    # Never two forwarders on one tunnel: pia-mqtt gets no PIA credentials.
+    assert {"PIA_USER", "PIA_PASS", "PIA_PASS_FILE"} & set(pia_env) == set()
     control = gluetun_env["HTTP_CONTROL_SERVER_ADDRESS"]
-    assert services["pia-mqtt"]["environment"]["GLUETUN_CONTROL_URL"] == f"http://{control}"
+    assert pia_env["GLUETUN_CONTROL_URL"] == f"http://{control}"
     auth_file = gluetun_env["HTTP_CONTROL_SERVER_AUTH_CONFIG_FILEPATH"]
     assert f"./gluetun/auth/config.toml:{auth_file}:ro" in services["gluetun"]["volumes"]
 
 
+def test_compose_role_file_gives_pia_mqtt_only_the_get_it_calls() -> None:
+    """The setup lines' role lists GET /v1/portforward alone.
+
+    No tagged release serves PUT, and v3.41.1 and older do not even start with it listed.
+    """
+    text = COMPOSE.read_text(encoding="utf-8")
+    block = re.search(r"<<EOF\n(.*?)#   EOF", text, re.DOTALL)
+    assert block is not None
+    toml_text = "\n".join(line.removeprefix("#   ") for line in block.group(1).splitlines())
+    roles = tomllib.loads(toml_text.replace("$(cat secrets/gluetun_api_key.txt)", "key"))
+    assert roles["roles"][0]["routes"] == ["GET /v1/portforward"]
+
+
 def test_compose_passes_every_secret_through_a_file(compose: dict[str, Any]) -> None:
-    """pia-mqtt gets each secret as <NAME>_FILE pointing at a declared compose secret."""
+    """pia-mqtt gets each secret it uses as <NAME>_FILE pointing at a declared compose secret.
+
+    Following gluetun, it needs every secret but the PIA password (gluetun's, as a file too).
+    """
     service = compose["services"]["pia-mqtt"]
     env = service["environment"]
+    used = COMPOSE_SECRET_ENV - {"PIA_PASS"}
     assert set(env) <= KNOWN_ENV | {f"{s}_FILE" for s in SECRET_ENV} | {"TZ"}
     assert SECRET_ENV & set(env) == set()
     files = {k: v for k, v in env.items() if k.endswith("_FILE")}
-    assert files == {f"{s}_FILE": f"/run/secrets/{s.lower()}" for s in SECRET_ENV}
-    assert set(service["secrets"]) == {s.lower() for s in SECRET_ENV}
+    assert files == {f"{s}_FILE": f"/run/secrets/{s.lower()}" for s in used}
+    assert set(service["secrets"]) == {s.lower() for s in used}
+    gluetun = compose["services"]["gluetun"]
+    assert gluetun["environment"]["OPENVPN_PASSWORD_SECRETFILE"] == "/run/secrets/pia_pass"
+    assert gluetun["secrets"] == ["pia_pass"]
     assert set(service["secrets"]) <= set(compose["secrets"])
     assert all(not str(v["file"]).startswith("/") for v in compose["secrets"].values())
 
@@ -283,10 +309,11 @@ def test_compose_healthchecks_and_start_order(compose: dict[str, Any]) -> None:
 
 
 def test_documented_gluetun_role_file_matches_gluetuns_format() -> None:
-    """The role file in docs/deployment.md parses as gluetun's strict TOML and allows the push."""
+    """The role files in docs/deployment.md parse as gluetun's strict TOML: follow, then push."""
     text = DEPLOYMENT_DOC.read_text(encoding="utf-8")
     blocks = re.findall(r"```toml\n(.*?)```", text, re.DOTALL)
-    assert blocks, "docs/deployment.md shows gluetun's role file in a ```toml block"
+    assert len(blocks) == 2, "docs/deployment.md shows both gluetun role files in ```toml blocks"
+    routes = []
     for block in blocks:
         roles = tomllib.loads(block.replace("$(cat secrets/gluetun_api_key.txt)", "key"))
         assert set(roles) == {"roles"}
@@ -294,7 +321,8 @@ def test_documented_gluetun_role_file_matches_gluetuns_format() -> None:
             # gluetun decodes with DisallowUnknownFields: only these keys exist.
             assert set(role) <= {"name", "routes", "auth", "apikey", "username", "password"}
             assert role["auth"] == "apikey"
-            assert {"GET /v1/portforward", "PUT /v1/portforward"} <= set(role["routes"])
+            routes.append(role["routes"])
+    assert routes == [["GET /v1/portforward"], ["GET /v1/portforward", "PUT /v1/portforward"]]
 
 
 # --- plain Kubernetes manifests -----------------------------------------------------

@@ -1,11 +1,14 @@
-"""qBittorrent: the Web API client and the sink, against a real qbittorrent-nox 4.5.2.
+"""qBittorrent: the Web API client and the sink, against real qbittorrent-nox 4.5.2 and 5.3.0.
 
-qBittorrent 5.2's changed login, cookie and status codes are covered by tests/fake_qbt52.py.
+Every test that starts a qBittorrent runs on both versions (4.5.2 from Debian 12, 5.3.0
+from the Debian 13 peers root). tests/fake_qbt52.py stays for what a real server cannot be
+made to show on demand (a hung server, a setPreferences that does not take).
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import socket
 import socketserver
@@ -23,6 +26,7 @@ from pia_mqtt.errors import (
     QbittorrentUnavailableError,
 )
 from pia_mqtt.torrent.qbittorrent import QbittorrentClient
+from pia_mqtt.torrent.qbittorrent_replies import CONNECTION_STATES
 from pia_mqtt.torrent.sink import TorrentSink
 from tests.fake_qbt52 import FakeQbittorrent52
 from tests.fixtures.common import RecordingInbox, eventually, free_port
@@ -30,12 +34,23 @@ from tests.fixtures.qbittorrent import (
     MAX_FAILED_LOGINS,
     PASSWORD,
     USER,
+    VERSIONS,
     QbittorrentFactory,
     QbittorrentProcess,
 )
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 WRONG = "not-the-password"
+
+
+def without_status(health: SinkHealth) -> SinkHealth:
+    """The health minus connection_status, after checking that it holds one of its words.
+
+    Right after a port change 5.3 may say ``disconnected`` (no listening socket for a moment)
+    where 4.5.2 says ``firewalled``; the connectable tests pin the values down.
+    """
+    assert dict(health.details)["connection_status"] in CONNECTION_STATES
+    return dataclasses.replace(health, details=())
 
 
 class FakeClock:
@@ -85,7 +100,8 @@ class PortForwarder(socketserver.ThreadingTCPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, target: int) -> None:
+    def __init__(self, address: str, target: int) -> None:
+        self.address = address
         self.target = target
         super().__init__(("127.0.0.1", 0), _Relay)
         self.port = int(self.server_address[1])
@@ -94,7 +110,8 @@ class PortForwarder(socketserver.ThreadingTCPServer):
 class _Relay(socketserver.BaseRequestHandler):
     def handle(self) -> None:
         assert isinstance(self.server, PortForwarder)
-        with socket.create_connection(("127.0.0.1", self.server.target), timeout=5) as upstream:
+        upstream_address = (self.server.address, self.server.target)
+        with socket.create_connection(upstream_address, timeout=5) as upstream:
 
             def pump(src: socket.socket, dst: socket.socket) -> None:
                 try:
@@ -112,6 +129,19 @@ class _Relay(socketserver.BaseRequestHandler):
             back.join(5)
 
 
+@pytest.fixture(params=VERSIONS)
+def qbittorrent_version(request: pytest.FixtureRequest) -> str:
+    """Run every real-qBittorrent test here on 4.5.2 and on 5.3.0."""
+    version: str = request.param
+    return version
+
+
+@pytest.fixture
+def qbittorrent_isolated() -> bool:
+    """Each qBittorrent here runs in a namespace of its own: nothing it sends can leave."""
+    return True
+
+
 @pytest.fixture
 def inbox() -> RecordingInbox:
     """Return a fresh collecting inbox."""
@@ -124,8 +154,8 @@ def test_set_listen_port_is_read_back_and_stored_by_qbittorrent(qbittorrent: Qbi
     qbittorrent.set_preferences({"random_port": True})
     client = QbittorrentClient(qbittorrent.url, username=USER, password=PASSWORD)
     try:
-        assert client.version() == "v4.5.2"
-        assert client.listen_port() == 0  # what 4.5.2 reports while random_port is on
+        assert client.version() == f"v{qbittorrent.version}"
+        assert client.listen_port() == 0  # what 4.5.2 and 5.3 report while random_port is on
         assert client.set_listen_port(wanted) == wanted
     finally:
         client.close()
@@ -146,7 +176,9 @@ def test_publish_sets_port_then_follows_a_port_change(
     )
     try:
         run(sink, "publish", first)
-        assert inbox.health == SinkHealth(state=SyncState.IN_SYNC, port=first, last_sync=T0)
+        assert without_status(inbox.health) == SinkHealth(
+            state=SyncState.IN_SYNC, port=first, last_sync=T0
+        )
         assert qbittorrent.preferences()["listen_port"] == first
         run(sink, "publish", first)  # unchanged port: nothing to do, nothing sent
         run(sink, "check", first)  # no drift: in_sync reported again, no event
@@ -158,7 +190,7 @@ def test_publish_sets_port_then_follows_a_port_change(
             (EventKind.QBITTORRENT_SYNCED, second, first),
         ]
         assert expected == [(e.kind, e.port, e.data["previous_port"]) for e in inbox.events]
-        assert inbox.health == SinkHealth(
+        assert without_status(inbox.health) == SinkHealth(
             state=SyncState.IN_SYNC, port=second, last_sync=T0 + timedelta(seconds=30)
         )
         assert len(inbox.reports) == 3
@@ -276,7 +308,8 @@ def test_login_while_banned_is_reported_as_a_ban(
                 data={"username": USER, "password": WRONG},
                 timeout=5,
             )
-            assert (reply.status_code, reply.text) == (200, "Fails.")
+            refused = (401, "Unauthorized") if qbittorrent.v5 else (200, "Fails.")
+            assert (reply.status_code, reply.text) == refused
     client = QbittorrentClient(qbittorrent.url, username=USER, password=PASSWORD)
     with pytest.raises(QbittorrentBannedError, match="banned"):
         client.login()
@@ -321,7 +354,7 @@ def test_no_password_without_bypass_is_an_auth_error_without_a_login(
 
 def test_docker_port_mapping_gives_a_host_header_error(qbittorrent: QbittorrentProcess):
     """Through a port mapping qBittorrent answers 401; the error names QBITTORRENT_HOST."""
-    with PortForwarder(qbittorrent.webui_port) as mapping:
+    with PortForwarder(qbittorrent.webui_address, qbittorrent.webui_port) as mapping:
         serving = threading.Thread(
             target=mapping.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
         )
@@ -365,25 +398,6 @@ def test_port_zero_or_missing_in_snapshot_does_nothing(inbox: RecordingInbox):
         assert (fake.state.requests, inbox.reports, inbox.events) == ([], [], [])
 
 
-def test_qbittorrent_52_login_cookie_and_status_codes(inbox: RecordingInbox):
-    """5.2: 204 login with a QBT_SID_<port> cookie, 204 setPreferences, re-login on expiry."""
-    with FakeQbittorrent52(USER, PASSWORD) as fake:
-        client = QbittorrentClient(fake.url, username=USER, password=PASSWORD)
-        sink = make_sink(client, inbox)
-        try:
-            run(sink, "publish", 51413)
-            assert client.version() == "v5.2.0"
-            assert (fake.state.listen_port, fake.state.random_port) == (51413, False)
-            assert inbox.health == SinkHealth(state=SyncState.IN_SYNC, port=51413, last_sync=T0)
-            fake.expire_sessions()
-            fake.state.listen_port = 6881
-            run(sink, "check", 51413)
-            assert fake.state.listen_port == 51413
-            assert (fake.state.logins, fake.state.failed_logins) == (2, 0)
-        finally:
-            sink.close()
-
-
 def test_setting_that_does_not_take_is_out_of_sync_not_success(inbox: RecordingInbox):
     """A 204 to setPreferences is not trusted: the read-back decides, and it says out_of_sync."""
     with FakeQbittorrent52(USER, PASSWORD) as fake:
@@ -400,19 +414,6 @@ def test_setting_that_does_not_take_is_out_of_sync_not_success(inbox: RecordingI
         assert "reports 6881" in (inbox.health.error or "")
         assert inbox.kinds() == [EventKind.QBITTORRENT_FAILED]
         assert fake.state.listen_port == 6881
-
-
-def test_qbittorrent_52_wrong_password_is_an_auth_error():
-    """5.2 answers 401 to a wrong password: an auth error (not a Host-header error)."""
-    with FakeQbittorrent52(USER, PASSWORD) as fake:
-        client = QbittorrentClient(fake.url, username=USER, password=WRONG)
-        try:
-            with pytest.raises(QbittorrentAuthError, match="QBITTORRENT_USER") as caught:
-                client.listen_port()
-        finally:
-            client.close()
-        assert WRONG not in str(caught.value)
-        assert (fake.state.logins, fake.state.failed_logins) == (1, 1)
 
 
 def test_slow_qbittorrent_never_blocks_publish_or_check(inbox: RecordingInbox):

@@ -16,7 +16,13 @@ from pia_mqtt import settings as settings_module
 from pia_mqtt.errors import ConfigError
 from pia_mqtt.settings import Settings, bundled_pia_ca, load_settings
 
-SECRET_VARIABLES = ("PIA_PASS", "QBITTORRENT_PASS", "MQTT_PASS", "GLUETUN_API_KEY")
+SECRET_VARIABLES = (
+    "PIA_PASS",
+    "QBITTORRENT_PASS",
+    "QBITTORRENT_API_KEY",
+    "MQTT_PASS",
+    "GLUETUN_API_KEY",
+)
 # sha256 of PIA's published ca.rsa.4096.crt (manual-connections), as bundled.
 PIA_CA_SHA256 = "32e9b1d1433ea97614f2a14c6e358e3f57c0570cc9f6b2ee812699ba696c66ab"
 CREDENTIALS = {"PIA_USER": "p1234567", "PIA_PASS": "hunter2-pia-secret"}
@@ -512,6 +518,7 @@ def test_masked_shows_every_setting_but_no_secret(
     expected_shown = {
         "PIA_PASS": "***",
         "QBITTORRENT_PASS": "***",
+        "QBITTORRENT_API_KEY": None,
         "MQTT_PASS": "***",
         "GLUETUN_API_KEY": None,
         "PIA_USER": "p1234567",

@@ -61,6 +61,7 @@ The secret values this chart would store (only the non-empty ones).
 {{- with .Values.pia.password }}{{ $_ := set $data "PIA_PASS" . }}{{ end }}
 {{- if .Values.qbittorrent.enabled }}
 {{- with .Values.qbittorrent.password }}{{ $_ := set $data "QBITTORRENT_PASS" . }}{{ end }}
+{{- with .Values.qbittorrent.apiKey }}{{ $_ := set $data "QBITTORRENT_API_KEY" . }}{{ end }}
 {{- end }}
 {{- if .Values.mqtt.enabled }}
 {{- with .Values.mqtt.password }}{{ $_ := set $data "MQTT_PASS" . }}{{ end }}

@@ -1,5 +1,10 @@
 """The engine: one thread owns the state, wakes on its inbox or the next timer.
 
+Two injected clocks: ``clock`` (aware UTC wall time) for what people read and for lease
+expiry, ``monotonic`` for every job, so a wall-clock step or a DST change never moves a
+keep-alive. User commands pass through a :class:`~pia_mqtt.core.commands.CommandGate`
+(coalesced, rate-limited, never bypassing the controller's retry backoff).
+
 Sinks and paho's network thread never touch the state: they post to the inbox
 (:class:`~pia_mqtt.core.model.Inbox`). A *controller* (the PIA lease manager, or the gluetun
 follower) decides what the port is and changes the snapshot through :meth:`Engine.update`;
@@ -14,10 +19,13 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from pia_mqtt.core.closing import close_all
+from pia_mqtt.core.commands import CommandDispatcher
 from pia_mqtt.core.model import (
     Command,
     Event,
@@ -28,13 +36,17 @@ from pia_mqtt.core.model import (
     Status,
     valid_port,
 )
-from pia_mqtt.core.timers import Timers
+from pia_mqtt.core.timers import Monotonic, Timers
 from pia_mqtt.errors import PiaMqttError
 from pia_mqtt.redact import describe
 
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
+
+# Everything closes within this after the loop stopped (DESIGN: SIGTERM ends the process
+# within 2 s in every state; the rest is the interpreter's own exit).
+CLOSE_TIMEOUT = 1.2
 
 
 def utc_now() -> datetime:
@@ -51,6 +63,9 @@ class Controller(Protocol):
     def handle(self, command: Command) -> None:
         """React to a user command (refresh, new port)."""
 
+    def backoff_until(self) -> float | None:
+        """Monotonic time a retry backoff ends (commands wait for it), None when none."""
+
     def close(self) -> None:
         """Release clients; called once on shutdown."""
 
@@ -66,10 +81,17 @@ class Engine:
     """The scheduler loop, the snapshot, and dispatch to sinks. Implements ``Inbox``."""
 
     def __init__(
-        self, *, clock: Clock = utc_now, source: str = "pia", last_port: int | None = None
+        self,
+        *,
+        clock: Clock = utc_now,
+        monotonic: Monotonic = time.monotonic,
+        source: str = "pia",
+        last_port: int | None = None,
     ) -> None:
         self.clock = clock
-        self.timers = Timers(self._guard)
+        self.monotonic = monotonic
+        self.timers = Timers(self._guard, clock=monotonic)
+        self._commands = CommandDispatcher(self.timers, self._handle)
         self.snapshot = Snapshot(
             status=Status.STARTING,
             updated_at=clock(),
@@ -98,13 +120,14 @@ class Engine:
 
     def start(self) -> None:
         """Publish the starting snapshot, schedule sink checks, start the controller."""
-        self._dispatch_snapshot()
-        for sink in self._sinks:
-            interval = sink.check_interval
-            if interval:
-                self.timers.every(f"check:{sink.name}", interval, self._checker(sink))
-        if self._controller is not None:
-            self._controller.start()
+        with self.interruptible():
+            self._dispatch_snapshot()
+            for sink in self._sinks:
+                interval = sink.check_interval
+                if interval:
+                    self.timers.every(f"check:{sink.name}", interval, self._checker(sink))
+            if self._controller is not None:
+                self._controller.start()
 
     # -- Inbox (any thread) -----------------------------------------------------------------
     def command(self, command: Command, *, source: str) -> None:
@@ -125,6 +148,17 @@ class Engine:
         self._queue.put(("command", (Command.STOP, "signal")))
         if self._busy and threading.current_thread() is threading.main_thread():
             raise ShutdownRequestedError
+
+    @contextmanager
+    def interruptible(self) -> Iterator[None]:
+        """A stretch of the main thread that a stop request aborts (jobs, start, drains)."""
+        busy, self._busy = self._busy, True
+        try:
+            if self._stopping.is_set() and not busy:
+                raise ShutdownRequestedError
+            yield
+        finally:
+            self._busy = busy
 
     # -- state (engine thread) -------------------------------------------------------------
     @property
@@ -204,11 +238,8 @@ class Engine:
                 break
             self._process(kind, payload)
         if not self._stopping.is_set():
-            self._busy = True
-            try:
+            with self.interruptible():
                 self.timers.run_pending()
-            finally:
-                self._busy = False
         if self._fatal is not None:
             fatal, self._fatal = self._fatal, None
             raise fatal
@@ -218,14 +249,19 @@ class Engine:
         """Whether STOP was received."""
         return self._stopping.is_set()
 
-    def close(self) -> None:
-        """Stop timers, close the controller, then every sink (MQTT says offline last)."""
+    def close(self, *, timeout: float = CLOSE_TIMEOUT) -> None:
+        """Stop timers, close the controller, then every sink (MQTT says offline last).
+
+        One deadline for all of them (:func:`~pia_mqtt.core.closing.close_all`): they close
+        side by side, the last sink (MQTT) after them, and nothing waits past ``timeout``.
+        """
         self._stopping.set()
         self.timers.clear()
+        closers: list[tuple[str, Callable[[], None]]] = []
         if self._controller is not None:
-            self._guard("controller.close", self._controller.close)
-        for sink in self._sinks:
-            self._guard(f"{sink.name}.close", sink.close)
+            closers.append(("controller", self._controller.close))
+        closers += [(sink.name, sink.close) for sink in self._sinks]
+        close_all(closers, timeout=timeout)
 
     # -- internals -------------------------------------------------------------------------
     def _wait_and_process(self, wait: float | None) -> None:
@@ -240,19 +276,23 @@ class Engine:
             command, source = payload
             if command is Command.STOP:
                 self._stopping.set()
-                return
-            log.info("Command %s from %s", command.value, source)
-            controller = self._controller
-            if controller is not None:
-                self._busy = True
-                try:
-                    self._guard(f"command {command.value}", lambda: controller.handle(command))
-                finally:
-                    self._busy = False
+            elif not self._stopping.is_set():
+                self._on_command(command, source)
         elif kind == "report":
             self._record_health(*payload)
         elif kind == "event":
             self._dispatch_event(payload)
+
+    def _on_command(self, command: Command, source: str) -> None:
+        controller = self._controller
+        if controller is not None:
+            self._commands.press(command, source, hold_until=controller.backoff_until)
+
+    def _handle(self, command: Command) -> None:
+        controller = self._controller
+        if controller is not None:
+            with self.interruptible():
+                self._guard(f"command {command.value}", lambda: controller.handle(command))
 
     def _record_health(self, sink: str, health: SinkHealth) -> None:
         sinks = {**self.snapshot.sinks, sink: health}

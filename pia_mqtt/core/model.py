@@ -50,6 +50,11 @@ class SyncState(StrEnum):
     OUT_OF_SYNC = "out_of_sync"
     AUTH_FAILED = "auth_failed"
     UNREACHABLE = "unreachable"
+    # gluetun only: it refuses PUT /v1/portforward for good (the error names the fix).
+    REFUSED = "refused"
+    # gluetun only (PORT_SOURCE=gluetun): its tunnel restarts, no port for now; the last
+    # port is kept.
+    RECONNECTING = "reconnecting"
 
 
 class Command(StrEnum):
@@ -77,6 +82,8 @@ class SinkHealth:
     port: int | None = None
     last_sync: datetime | None = None
     error: str | None = None
+    details: tuple[tuple[str, str], ...] = ()
+    """Extra facts the sink reports in its own words (qBittorrent: ``connection_status``)."""
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready form for the data file and the MQTT state document."""
@@ -85,6 +92,7 @@ class SinkHealth:
             "port": self.port,
             "last_sync": iso(self.last_sync),
             "error": self.error,
+            **dict(self.details),
         }
 
 

@@ -1,22 +1,29 @@
 """gluetun's control server: the client for its port-forward routes and the port reader.
 
-Pushing our port into gluetun's firewall is :mod:`pia_mqtt.gluetun.push`.
+Pushing our port into gluetun's firewall is :mod:`pia_mqtt.gluetun.push`, following
+gluetun's own port :mod:`pia_mqtt.gluetun.follow`. What each gluetun version answers
+(read in its source; commits and tags in ``tests/fake_gluetun.py``):
 
-gluetun (``internal/server``, ``internal/portforward``; full notes in
-``tests/fake_gluetun.py``): ``GET /v1/portforward`` -> ``{"port": N, "ports": [N]}``, port 0
-and ports null/``[]`` while nothing is forwarded; releases without it answer 400/404 and
-serve ``GET /v1/openvpn/portforwarded`` -> ``{"port": N}``, the one route public under the
-default auth roles. ``PUT /v1/portforward {"ports": [N]}`` opens N in its firewall: 200, or
-500 while its port forwarding service is not started. Auth failures are 401 (a proxy may
-say 403); ``apikey`` roles read the ``X-API-Key`` header.
+- ``GET /v1/portforward`` -> ``{"port": N, "ports": [N]}`` (v3.41.2+ and development
+  builds), ``{"port": N}`` / ``{"ports": [...]}`` (v3.41.0/1); port 0 and ``[]`` while
+  nothing is forwarded, ``"ports": null`` before the tunnel first came up. v3.40 and older
+  only serve ``GET /v1/openvpn/portforwarded`` -> ``{"port": N}``, which v3.41+ redirect
+  (301) to ``/v1/portforward``.
+- ``PUT /v1/portforward {"ports": [N]}``: tagged releases answer 400 ``method PUT not
+  supported``; development builds 500 ``failed setting forwarded ports`` while their
+  provider forwards by itself (or before the tunnel first came up: then the GET shows
+  ``null``), 200 with a provider that has no port forwarding (``custom``).
+- Auth: 401 when no role lists the route or the key is wrong (a proxy may say 403);
+  ``apikey`` roles read the ``X-API-Key`` header.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import requests
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -29,10 +36,18 @@ log = logging.getLogger(__name__)
 
 PORTFORWARD = "/v1/portforward"
 LEGACY_PORTFORWARD = "/v1/openvpn/portforwarded"
-_ROLE_HINT = (
-    "a role in gluetun's control-server auth config (/gluetun/auth/config.toml, "
-    'HTTP_CONTROL_SERVER_AUTH_CONFIG_FILEPATH) with auth = "apikey" whose routes include '
-    '"GET /v1/portforward" and "PUT /v1/portforward"'
+AUTH_FILE = (
+    "gluetun's control-server auth config (HTTP_CONTROL_SERVER_AUTH_CONFIG_FILEPATH, "
+    "e.g. /gluetun/auth/config.toml)"
+)
+FOLLOW_FIX = "set VPN_PORT_FORWARDING=on in gluetun and PORT_SOURCE=gluetun here"
+NO_PUT_ROUTE_FIX = (
+    "this gluetun release has no PUT /v1/portforward (tagged releases up to v3.41.3 serve "
+    f"GET only): {FOLLOW_FIX}"
+)
+PROVIDER_FORWARDS_FIX = (
+    "gluetun refuses ports from outside while its provider forwards itself: "
+    f"{FOLLOW_FIX}, or use VPN_SERVICE_PROVIDER=custom"
 )
 
 
@@ -45,15 +60,47 @@ class GluetunUnavailableError(GluetunError):
 
 
 class GluetunNotReadyError(GluetunError):
-    """gluetun answered 5xx: its port forwarding service is not running yet."""
+    """gluetun answered 5xx for a reason that passes: its tunnel has not come up yet."""
 
 
 class GluetunReplyError(GluetunError):
     """gluetun answered something we cannot use (unknown route, not a port)."""
 
 
+class GluetunRefusedError(GluetunError):
+    """gluetun refused PUT /v1/portforward for a reason that cannot change by itself.
+
+    Only another gluetun image or configuration (so a gluetun restart) can change it.
+    """
+
+
+class GluetunNoPutRouteError(GluetunRefusedError):
+    """400 ``method PUT not supported``: a tagged release, GET only."""
+
+
+class GluetunProviderForwardsError(GluetunRefusedError):
+    """500 ``failed setting forwarded ports`` from a gluetun whose provider forwards itself."""
+
+
 class _RouteMissingError(GluetunReplyError):
-    """400/404/405 to a route: an older gluetun that does not serve it."""
+    """400/404/405 to a GET route: an older gluetun that does not serve it."""
+
+
+@dataclass(frozen=True)
+class ForwardedPorts:
+    """One GET's answer: the ports, and what it tells about the gluetun behind it."""
+
+    ports: tuple[int, ...]
+    # False while gluetun has not created its port-forward service (``"ports": null``):
+    # its process started and its tunnel has not come up yet.
+    started: bool
+    # Which keys gluetun answered with ("port+ports", "port", "ports"): differs by version.
+    shape: str
+
+    @property
+    def port(self) -> int | None:
+        """The first port (the one pia-mqtt uses), None when nothing is forwarded."""
+        return self.ports[0] if self.ports else None
 
 
 class _PortsReply(BaseModel):
@@ -78,7 +125,7 @@ def _excerpt(response: requests.Response) -> str:
 class GluetunClient:
     """A small client for the two port-forward routes of gluetun's control server."""
 
-    def __init__(self, base_url: str, *, api_key: str | None, timeout: float = 5.0) -> None:
+    def __init__(self, base_url: str, *, api_key: str | None, timeout: float = 10.0) -> None:
         self._base = base_url.rstrip("/")
         self.url = _shown_url(self._base)
         self._has_key = bool(api_key)
@@ -86,23 +133,29 @@ class GluetunClient:
         self._timeout = timeout
         self._lock = threading.Lock()
         self._legacy = False
+        self.last_read: ForwardedPorts | None = None
         self._session = requests.Session()
         # The control server is local: HTTP(S)_PROXY meant for other traffic must not apply.
         self._session.trust_env = False
         if api_key:
             self._session.headers["X-API-Key"] = api_key
 
-    def forwarded_ports(self) -> list[int]:
-        """Every port gluetun holds now; ``[]`` while nothing is forwarded (port 0)."""
-        if self._legacy:
-            return self._get_ports(LEGACY_PORTFORWARD)
+    def read(self, *, fallback: bool = True) -> ForwardedPorts:
+        """What gluetun forwards now (GET); falls back to the legacy route on old gluetun.
+
+        ``fallback=False`` makes exactly one request to ``/v1/portforward`` (check-config).
+        """
+        if self._legacy and fallback:
+            return self._get(LEGACY_PORTFORWARD)
         try:
-            return self._get_ports(PORTFORWARD)
+            return self._get(PORTFORWARD)
         except (_RouteMissingError, GluetunAuthError) as exc:
+            if not fallback:
+                raise
             first: GluetunError = exc
-        # Older gluetun lacks the route; default auth roles make only the legacy one public.
+        # gluetun before v3.41 lacks the route; its default roles make the legacy one public.
         try:
-            ports = self._get_ports(LEGACY_PORTFORWARD)
+            reply = self._get(LEGACY_PORTFORWARD)
         except GluetunError:
             raise first from None
         log.info(
@@ -113,24 +166,43 @@ class GluetunClient:
             LEGACY_PORTFORWARD,
         )
         self._legacy = True
-        return ports
+        return reply
 
-    def forwarded_port(self) -> int | None:
-        """Return the port gluetun forwards (the first of several), or None if none yet."""
-        ports = self.forwarded_ports()
-        return ports[0] if ports else None
+    def forwarded_ports(self) -> list[int]:
+        """Every port gluetun holds now; ``[]`` while nothing is forwarded (port 0)."""
+        return list(self.read().ports)
 
     def set_forwarded_ports(self, ports: list[int]) -> None:
-        """Tell gluetun to open ``ports`` (PUT /v1/portforward); never sends 0 or an empty list."""
+        """Tell gluetun to open ``ports`` (PUT /v1/portforward); never sends 0 or an empty list.
+
+        Raises GluetunNoPutRouteError / GluetunProviderForwardsError for the refusals that
+        cannot change by themselves, GluetunNotReadyError while gluetun's tunnel is not up.
+        """
         if not ports or not all(valid_port(port) for port in ports):
             raise ValueError(f"refusing to push invalid ports {ports!r} to gluetun")
-        self._request("PUT", PORTFORWARD, {"ports": list(ports)})
+        what = f"PUT {PORTFORWARD}"
+        response = self._request("PUT", PORTFORWARD, {"ports": list(ports)}, check=False)
+        code, body = response.status_code, _excerpt(response)
+        if code < 300:
+            return
+        said = f"gluetun's control server at {self.url} refused {what} (HTTP {code}: {body})"
+        if code == 400 and "not supported" in body:
+            raise GluetunNoPutRouteError(f"{said}: {NO_PUT_ROUTE_FIX}")
+        if code == 500 and "failed setting forwarded ports" in body:
+            # The same 500 comes before gluetun's first tunnel up; only the GET tells.
+            if not self._get(PORTFORWARD).started:
+                raise GluetunNotReadyError(
+                    f"{said}: gluetun's tunnel has not come up yet (it forwards nothing); "
+                    "trying again at the next check"
+                )
+            raise GluetunProviderForwardsError(f"{said}: {PROVIDER_FORWARDS_FIX}")
+        self._raise_for(response, what, PORTFORWARD)
 
     def close(self) -> None:
         """Close the HTTP session."""
         self._session.close()
 
-    def _get_ports(self, path: str) -> list[int]:
+    def _get(self, path: str) -> ForwardedPorts:
         response = self._request("GET", path, None)
         try:
             reply = _PortsReply.model_validate_json(response.content)
@@ -139,40 +211,75 @@ class GluetunClient:
                 f"gluetun's control server at {self.url} answered GET {path} with something "
                 f"that is not a port ({_excerpt(response)}): check GLUETUN_CONTROL_URL"
             ) from None
-        ports = reply.ports or ([reply.port] if reply.port else [])
+        fields = reply.model_fields_set
+        shape = "+".join(name for name in ("port", "ports") if name in fields) or "none"
+        ports = reply.ports if reply.ports is not None else ([reply.port] if reply.port else [])
         if not all(valid_port(port) for port in ports):
             raise GluetunReplyError(
                 f"gluetun's control server at {self.url} answered GET {path} with an invalid "
                 f"port {ports!r}"
             )
-        return ports
+        started = not ("ports" in fields and reply.ports is None)
+        self.last_read = ForwardedPorts(ports=tuple(ports), started=started, shape=shape)
+        return self.last_read
 
-    def _request(self, method: str, path: str, body: dict[str, Any] | None) -> requests.Response:
+    def _request(
+        self, method: str, path: str, body: dict[str, Any] | None, *, check: bool = True
+    ) -> requests.Response:
         what = f"{method} {path}"
+        response = self._send(method, path, body)
+        if response.status_code in (301, 302, 307, 308):
+            # Redirects are not followed blindly: the API key must not travel elsewhere.
+            target = urljoin(self._base + path, response.headers.get("Location", ""))
+            if method == "GET" and target == self._base + PORTFORWARD:
+                # gluetun v3.41+ moved the legacy route here (an upgraded gluetun).
+                log.debug("gluetun redirects %s to %s", what, PORTFORWARD)
+                self._legacy = False
+                what, path = f"GET {PORTFORWARD}", PORTFORWARD
+                response = self._send(method, PORTFORWARD, body)
+            else:
+                raise GluetunReplyError(
+                    f"gluetun's control server at {self.url} redirects {what} to "
+                    f"{_shown_url(target)}: check GLUETUN_CONTROL_URL"
+                )
+        if check and response.status_code >= 300:
+            self._raise_for(response, what, path)
+        return response
+
+    def _send(self, method: str, path: str, body: dict[str, Any] | None) -> requests.Response:
         try:
             with self._lock:
-                response = self._session.request(
-                    method, self._base + path, json=body, timeout=self._timeout
+                return self._session.request(
+                    method,
+                    self._base + path,
+                    json=body,
+                    timeout=self._timeout,
+                    allow_redirects=False,
                 )
         except requests.RequestException as exc:
             raise GluetunUnavailableError(
-                f"cannot reach gluetun's control server at {self.url} for {what} "
+                f"cannot reach gluetun's control server at {self.url} for {method} {path} "
                 f"({redact.describe(exc)}): check GLUETUN_CONTROL_URL and that gluetun is "
                 "running (its control server listens on port 8000)"
             ) from None
+
+    def _raise_for(self, response: requests.Response, what: str, path: str) -> None:
         code = response.status_code
-        if code < 300:
-            return response
         if code in (401, 403):
             key = "GLUETUN_API_KEY was not accepted" if self._has_key else "no GLUETUN_API_KEY set"
+            # Tagged releases before v3.41.2 do not even start with PUT listed in a role.
+            old = f" (gluetun v3.41.1 and older refuse that route: {FOLLOW_FIX})" * (
+                what.startswith("PUT")
+            )
             raise GluetunAuthError(
                 f"gluetun's control server at {self.url} refused {what} (HTTP {code}, {key}): "
-                f"set GLUETUN_API_KEY to the API key of {_ROLE_HINT}"
+                f'set GLUETUN_API_KEY to the API key of a role with auth = "apikey" whose '
+                f'routes include "{what}", in {AUTH_FILE}{old}'
             )
         if code >= 500:
             raise GluetunNotReadyError(
                 f"gluetun's control server at {self.url} failed {what} (HTTP {code}: "
-                f"{_excerpt(response)}); its port forwarding service is probably not started yet"
+                f"{_excerpt(response)}); trying again at the next check"
             )
         error = _RouteMissingError if code in (400, 404, 405) else GluetunReplyError
         raise error(
@@ -183,14 +290,14 @@ class GluetunClient:
 
 
 class GluetunPortReader:
-    """PORT_SOURCE=gluetun: the port gluetun forwards itself, polled by the engine."""
+    """PORT_SOURCE=gluetun: the port gluetun forwards itself, polled by the follower."""
 
     def __init__(self, client: GluetunClient) -> None:
         self._client = client
 
-    def read(self) -> int | None:
-        """Return the forwarded port, or None while gluetun has none; raises GluetunError."""
-        return self._client.forwarded_port()
+    def read(self) -> ForwardedPorts:
+        """What gluetun forwards now; raises GluetunError."""
+        return self._client.read()
 
     def close(self) -> None:
         """Close the client."""

@@ -202,6 +202,14 @@ _QBITTORRENT_TEMPLATE = (
     "{% elif value_json.qbittorrent.state == 'in_sync' %}ON{% else %}OFF{% endif %}"
 )
 
+# qBittorrent's own word (transfer/info connection_status): only "connected" means a peer
+# got in; unknown (None) while it is unreachable or never reported one.
+_QBITTORRENT_CONNECTABLE_TEMPLATE = (
+    "{% if value_json.qbittorrent is none"
+    " or value_json.qbittorrent.connection_status is not defined %}None"
+    "{% elif value_json.qbittorrent.connection_status == 'connected' %}ON{% else %}OFF{% endif %}"
+)
+
 
 def components(topic: str, *, qbittorrent: bool, refresh_interval: int) -> dict[str, Component]:
     """Every entity of the device, keyed by the stable key that ends its unique_id."""
@@ -249,6 +257,19 @@ def components(topic: str, *, qbittorrent: bool, refresh_interval: int) -> dict[
                 icon="mdi:sync",
                 state_topic=t.state,
                 value_template=_QBITTORRENT_TEMPLATE,
+                expire_after=expire,
+            )
+        )
+    if qbittorrent:  # qBittorrent connectable (its connection_status), information only
+        items.append(
+            comp(
+                "qbittorrent_connectable",
+                "binary_sensor",
+                "qbittorrent_connectable",
+                "qBittorrent connectable",
+                device_class="connectivity",
+                state_topic=t.state,
+                value_template=_QBITTORRENT_CONNECTABLE_TEMPLATE,
                 expire_after=expire,
             )
         )

@@ -326,7 +326,8 @@ class MqttSink:
             with self._lock:
                 self._send(msg.topic, "", retain=True)
         elif verdict is Inbound.PRESS:
-            log.info("%s requested over MQTT", command.value)
+            # DEBUG: a flood of presses is reported once, by the engine (core.commands).
+            log.debug("%s requested over MQTT", command.value)
             self._inbox.command(command, source="mqtt")
 
     def _schedule_resend(self) -> None:

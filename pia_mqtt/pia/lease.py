@@ -52,6 +52,29 @@ class Lease:
         return self.expires_at - RENEW_MARGIN
 
 
+def clock_warning(lease: Lease, now: datetime) -> str:
+    """The warning for a fresh signature that already looks unusable (pure).
+
+    PIA issues signatures for about two months, so a fresh one with less than the margin
+    left means this host's clock is ahead (or PIA's behind): the lease is kept, not renewed
+    on every keep-alive (that gave a new port every 15 minutes).
+    """
+    left = lease.remaining(now)
+    seen = f"expired {_days(-left)} ago" if left <= timedelta(0) else f"only {_days(left)} left"
+    return (
+        f"PIA's new signature for port {lease.port} is valid until "
+        f"{lease.expires_at.isoformat(timespec='seconds')}, but by this host's clock "
+        f"({now.astimezone(UTC).isoformat(timespec='seconds')}) it has {seen}: the system "
+        "clock looks wrong (check NTP or the RTC). Using the signature anyway; it is replaced "
+        "only when PIA refuses it"
+    )
+
+
+def _days(delta: timedelta) -> str:
+    days = delta.total_seconds() / 86400
+    return f"{days:.1f} days" if days >= 1 else f"{delta.total_seconds() / 3600:.1f} hours"
+
+
 def parse_signature_reply(raw: str) -> Lease:
     """Decode a getSignature reply (the body as received) into a Lease.
 

@@ -4,8 +4,13 @@ Decisions, in one place:
 
 - Start: a saved lease with more than 7 days left is bound at once (same port after a
   restart). Otherwise token -> getSignature -> bindPort.
-- Keep-alive: bindPort every ``PORT_FORWARD_REFRESH_INTERVAL``; the signature is replaced
-  once fewer than 7 days remain.
+- Keep-alive: bindPort every ``PORT_FORWARD_REFRESH_INTERVAL`` of real time (the engine's
+  monotonic clock); the signature is replaced once fewer than 7 days remain.
+- A *fresh* signature that already looks inside the 7-day margin (or expired) says this
+  host's clock is wrong (PIA issues about two months): it is used, one warning names the
+  clock, and it is replaced only when PIA refuses it, never on every keep-alive.
+- Commands reach here already coalesced and rate-limited by the engine; they wait for
+  :meth:`LeaseManager.backoff_until` (refused credentials: a whole minute).
 - A refused bind (busy, bad signature, unauthorized, expired) -> a fresh signature, once.
 - Network faults -> retry with exponential backoff capped at 60 s; after two failures in a
   row the gateway is detected again.
@@ -23,7 +28,7 @@ from pia_mqtt.core.engine import Engine
 from pia_mqtt.core.model import Command, EventKind, GatewayTarget, Status
 from pia_mqtt.errors import GatewayNotFoundError, OutputError, PiaMqttError, PiaRefusedError
 from pia_mqtt.pia.interfaces import Finder, PiaApi
-from pia_mqtt.pia.lease import Lease, LeaseStore
+from pia_mqtt.pia.lease import Lease, LeaseStore, clock_warning
 from pia_mqtt.pia.retry import PORT_LIFETIME, forget_gateway, retry_delay
 from pia_mqtt.redact import describe
 
@@ -62,6 +67,13 @@ class LeaseManager:
         # The lease last written to STATE_FILE: a failed or lost save is retried after binds.
         self._saved: Lease | None = None
         self._save_error: str | None = None
+        # A fresh signature that looked unusable: the clock is wrong, do not renew it.
+        self._clock_suspect: Lease | None = None
+        self._clock_warned = False
+        # Monotonic end of the current retry backoff (None while binds succeed), and of the
+        # last successful bind (PIA drops a port 15 minutes of real time after it).
+        self._retry_at: float | None = None
+        self._bound_at: float | None = None
 
     @property
     def _now(self) -> datetime:
@@ -104,6 +116,12 @@ class LeaseManager:
             self._drop_lease()
             self.acquire()
 
+    def backoff_until(self) -> float | None:
+        """Monotonic time the current retry backoff ends; None when not backing off."""
+        if self._retry_at is None or self._retry_at <= self._engine.monotonic():
+            return None
+        return self._retry_at
+
     def close(self) -> None:
         """Close PIA connections."""
         self._pia.close()
@@ -115,7 +133,7 @@ class LeaseManager:
         try:
             gateway = self._gateway or self._detect()
             fresh = False
-            if self._lease is None or not self._lease.usable(self._now):
+            if self._lease is None or self._renewal_due(self._lease):
                 renewing = self._lease is not None
                 self._new_lease(gateway)
                 fresh = True
@@ -142,7 +160,7 @@ class LeaseManager:
 
     def keepalive(self) -> None:
         """The 15-minute bindPort; renews the signature when its time has come."""
-        if self._lease is None or self._gateway is None or not self._lease.usable(self._now):
+        if self._lease is None or self._gateway is None or self._renewal_due(self._lease):
             self.acquire()
             return
         try:
@@ -216,6 +234,10 @@ class LeaseManager:
         if rebind:
             self.acquire()
 
+    def _renewal_due(self, lease: Lease) -> bool:
+        """Whether to replace the lease now: inside the margin, unless the clock is suspect."""
+        return lease is not self._clock_suspect and not lease.usable(self._now)
+
     def _new_lease(self, gateway: GatewayTarget) -> None:
         token = self._pia.get_token()
         lease = self._pia.get_signature(gateway, token)
@@ -226,6 +248,12 @@ class LeaseManager:
             lease.port,
             lease.expires_at.isoformat(),
         )
+        now = self._now
+        if not lease.usable(now):
+            self._clock_suspect = lease
+            if not self._clock_warned:
+                self._clock_warned = True
+                log.warning("%s", clock_warning(lease, now))
         self._save(lease)
 
     def _save(self, lease: Lease) -> None:
@@ -261,6 +289,8 @@ class LeaseManager:
         last_port = self._engine.last_port
         recovered = previous.status is not Status.ACTIVE
         self._failures = 0
+        self._retry_at = None
+        self._bound_at = self._engine.monotonic()
         self._lost_announced = False
         self._engine.update(
             status=Status.ACTIVE,
@@ -317,8 +347,13 @@ class LeaseManager:
         else:
             self._engine.announce(EventKind.ERROR, f"{message}; not retrying (once)",
                                   level=logging.ERROR)  # fmt: skip
-        last = self._engine.snapshot.last_refresh
-        if last is not None and self._now - last > PORT_LIFETIME and not self._lost_announced:
+        bound = self._bound_at
+        lifetime = PORT_LIFETIME.total_seconds()
+        if (
+            bound is not None
+            and self._engine.monotonic() - bound > lifetime
+            and not self._lost_announced
+        ):
             self._lost_announced = True
             self._engine.announce(
                 EventKind.LOST,
@@ -326,3 +361,4 @@ class LeaseManager:
             )
         self._engine.timers.cancel("keepalive")
         self._engine.timers.after("acquire", delay, self.acquire)
+        self._retry_at = self._engine.monotonic() + delay

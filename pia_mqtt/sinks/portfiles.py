@@ -22,6 +22,10 @@ from pia_mqtt.redact import describe
 
 log = logging.getLogger(__name__)
 
+# The data file's times are whole seconds, truncated; beyond this a bind "in the future"
+# is a clock problem, not a fresh bind.
+FUTURE_TOLERANCE = timedelta(seconds=5)
+
 
 def data_document(snapshot: Snapshot, refresh_interval: float) -> dict[str, Any]:
     """The data file's JSON for a snapshot (pure)."""
@@ -121,7 +125,10 @@ class Health:
 
 
 def check_health(data_file: Path, *, refresh_interval: float, now: datetime) -> Health:
-    """Healthy only if the data file shows a successful bind within two intervals."""
+    """Healthy only if the data file shows a successful bind within two intervals.
+
+    A bind "in the future" is unhealthy: the clock stepped back, so its age is unknown.
+    """
     try:
         document = json.loads(data_file.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -138,6 +145,15 @@ def check_health(data_file: Path, *, refresh_interval: float, now: datetime) -> 
         bound_at = bound_at.replace(tzinfo=UTC)
     interval = _positive(document.get("refresh_interval")) or refresh_interval
     age = now - bound_at
+    if age < -FUTURE_TOLERANCE:
+        # Not fresh: the clock went back (NTP, a VM resumed) or the writer's clock is ahead;
+        # how long ago the last bind really was is unknown.
+        return Health(
+            ok=False,
+            reason=f"last successful bind is {-age.total_seconds():.0f} s in the future "
+            f"({iso_z(bound_at)}, now {iso_z(now)}): this host's clock was set back or is "
+            "wrong (check NTP); the next keep-alive writes a current time",
+        )
     if age > timedelta(seconds=2 * interval):
         return Health(
             ok=False,

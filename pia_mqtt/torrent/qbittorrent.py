@@ -1,4 +1,4 @@
-"""qBittorrent's Web API: log in, read and set the listening port.
+"""qBittorrent's Web API: log in, read and set the listening port, read connectability.
 
 Works with 4.x (login ``200 Ok.``/``200 Fails.``, cookie ``SID``) and 5.2+ (login
 ``204``/``401``, cookie ``QBT_SID_<port>``): the session is a cookie jar and no cookie is
@@ -6,6 +6,13 @@ ever looked up by name. No ``Referer``/``Origin`` headers are sent (qBittorrent'
 check passes requests without them). A request that gets 403 logs in and is retried once;
 the login call itself is never retried. With ``password=None`` the client never logs in
 and relies on qBittorrent's localhost/subnet authentication bypass.
+
+With an API key (qBittorrent 5.2+, Web API 2.14.1) every request carries
+``Authorization: Bearer <key>`` and nothing logs in. qBittorrent answers a wrong key with
+403 without counting it toward its login ban (webapplication.cpp: a Bearer request never
+reaches the credential check). Older versions ignore the header, and under their
+localhost/subnet bypass every request would then look authorised, so the Web API version is
+read first and a key is refused on a version that cannot check it.
 
 Every call has a timeout. Errors are translated here into :mod:`pia_mqtt.errors`, with
 messages built from redacted text only.
@@ -15,34 +22,23 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from typing import Any
 
 import requests
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import ValidationError
 
 from pia_mqtt.core.model import valid_port
 from pia_mqtt.errors import (
     QbittorrentAuthError,
     QbittorrentBannedError,
-    QbittorrentHostHeaderError,
     QbittorrentUnavailableError,
 )
-from pia_mqtt.redact import describe, redact, register
+from pia_mqtt.redact import redact, register
+from pia_mqtt.torrent import qbittorrent_replies as replies
 
 log = logging.getLogger(__name__)
 
 _CREDENTIALS_HINT = "check QBITTORRENT_USER and QBITTORRENT_PASS"
-_ERRNO_RE = re.compile(r"\[Errno -?\d+\] ([^'\")]+)")
-
-
-class _Preferences(BaseModel):
-    """The part of ``app/preferences`` this client uses."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    listen_port: int
-    random_port: bool = False
 
 
 class QbittorrentClient:
@@ -53,21 +49,34 @@ class QbittorrentClient:
 
     name = "qbittorrent"
     label = "qBittorrent"
-    credentials = "QBITTORRENT_USER/QBITTORRENT_PASS"
 
     def __init__(
-        self, host: str, *, username: str, password: str | None, timeout: float = 5.0
+        self,
+        host: str,
+        *,
+        username: str,
+        password: str | None,
+        api_key: str | None = None,
+        timeout: float = 5.0,
     ) -> None:
         self._host = host.rstrip("/")
         self._api = f"{self._host}/api/v2/"
         self._username = username
         self._password = password
-        register(password)
+        self._api_key = api_key
+        register(password, api_key)
         self._timeout = timeout
         self._session = requests.Session()
         # No proxies or .netrc from the environment: qBittorrent is a local peer, and a
         # netrc Authorization header or a proxy would only confuse its auth checks.
         self._session.trust_env = False
+        if api_key is not None:
+            self._session.headers["Authorization"] = f"Bearer {api_key}"
+        self._key_checked = False
+        self.credentials = (
+            "QBITTORRENT_API_KEY" if api_key is not None else "QBITTORRENT_USER/QBITTORRENT_PASS"
+        )
+        """The variables to fix when qBittorrent refuses us."""
         self.logins = 0
         """Login requests sent (for tests and diagnostics)."""
         self.failed_logins = 0
@@ -85,6 +94,8 @@ class QbittorrentClient:
         QbittorrentBannedError (403: qBittorrent banned this IP),
         QbittorrentHostHeaderError or QbittorrentUnavailableError.
         """
+        if self._api_key is not None:
+            raise replies.key_refused(self.host, "logging in")
         if self._password is None:
             raise QbittorrentAuthError(
                 f"qBittorrent at {self.host} asks for a login but QBITTORRENT_PASS is not "
@@ -111,18 +122,41 @@ class QbittorrentClient:
                 f"{_CREDENTIALS_HINT}"
             )
         if reply.status_code == 401 and self._host_header_rejected():
-            raise self._host_header_error("logging in")
+            raise replies.host_header_error(self.host, "logging in")
         if reply.status_code == 401 or (reply.status_code == 200 and body == "Fails."):
             self.failed_logins += 1
             raise QbittorrentAuthError(
                 f"qBittorrent at {self.host} refused the login for user "
                 f"{redact(self._username)!r}: {_CREDENTIALS_HINT}"
             )
-        raise self._unexpected(reply, "logging in")
+        raise replies.unexpected(self.host, reply, "logging in")
 
     def version(self) -> str:
         """Return qBittorrent's version text (``v4.5.2``)."""
         return self._call("GET", "app/version", "reading the version").text.strip()
+
+    def webapi_version(self) -> tuple[int, ...]:
+        """Return qBittorrent's Web API version (``(2, 8, 19)`` on 4.5.2)."""
+        return replies.webapi_version(
+            self.host, self._call("GET", "app/webapiVersion", "reading the version")
+        )
+
+    def connection_status(self) -> str | None:
+        """Return ``transfer/info``'s ``connection_status`` (``firewalled`` ...), None if odd.
+
+        ``connected``: an incoming connection has arrived since qBittorrent started;
+        ``firewalled``: none yet (normal right after a port change until a peer connects);
+        ``disconnected``: no listening socket at all.
+        """
+        reply = self._call("GET", "transfer/info", "reading the connection status")
+        try:
+            status = replies.TransferInfo.model_validate_json(reply.content).connection_status
+        except ValidationError:
+            status = None
+        if status not in replies.CONNECTION_STATES:
+            log.debug("qBittorrent at %s sent an unknown connection status", self.host)
+            return None
+        return status
 
     def listen_port(self) -> int:
         """Return the port qBittorrent is configured to listen on (``app/preferences``)."""
@@ -153,21 +187,29 @@ class QbittorrentClient:
     def reapply_listen_port(self, port: int) -> int:
         """Make qBittorrent open its listening socket again on the same ``port``.
 
-        Setting an unchanged port is a no-op in qBittorrent, and after its interface went
-        down and up it may have no socket at all (qBittorrent #21288). Setting another port
-        and then ``port`` again makes it rebind: the workaround gluetun's wiki gives.
+        Setting a port to its current value does nothing. qBittorrent 4.5.2 (libtorrent
+        1.2) keeps a socket tied to the vanished interface after a VPN interface is
+        recreated, so peers get "connection refused" until the port changes: it is set to
+        a neighbour and back (5.3 with libtorrent 2.0 reopens on its own; the detour does
+        it no harm). Returns the port read back; a failure half-way leaves the neighbour
+        set, which the next check repairs as drift.
         """
-        self.set_listen_port(port + 1 if port < 65535 else port - 1)
+        if not valid_port(port):
+            raise ValueError(f"refusing to set qBittorrent's listen port to {port!r}")
+        away = port + 1 if port < 65535 else port - 1
+        payload = json.dumps({"listen_port": away, "random_port": False})
+        doing = f"re-applying listen port {port} (moving it to {away} first)"
+        self._call("POST", "app/setPreferences", doing, data={"json": payload})
         return self.set_listen_port(port)
 
     def close(self) -> None:
         """Close the HTTP session (its pooled connections)."""
         self._session.close()
 
-    def _preferences(self, doing: str) -> _Preferences:
+    def _preferences(self, doing: str) -> replies.Preferences:
         reply = self._call("GET", "app/preferences", doing)
         try:
-            return _Preferences.model_validate_json(reply.content)
+            return replies.Preferences.model_validate_json(reply.content)
         except ValidationError as exc:
             raise QbittorrentUnavailableError(
                 f"{doing}: qBittorrent at {self.host} sent preferences without a usable "
@@ -176,6 +218,8 @@ class QbittorrentClient:
 
     def _call(self, method: str, path: str, doing: str, **kwargs: Any) -> requests.Response:
         """Send; on 403 log in (if a password is set) and retry once."""
+        if self._api_key is not None:
+            return self._call_with_key(method, path, doing, **kwargs)
         reply = self._send(method, path, doing, **kwargs)
         if reply.status_code == 403:
             log.debug("qBittorrent answered 403 to %s; logging in", doing)
@@ -187,9 +231,36 @@ class QbittorrentClient:
                     "successful login; check its Web UI settings (IP whitelist, reverse proxy)"
                 )
         if reply.status_code == 401:
-            raise self._host_header_error(doing)
+            raise replies.host_header_error(self.host, doing)
         if reply.status_code not in (200, 204):
-            raise self._unexpected(reply, doing)
+            raise replies.unexpected(self.host, reply, doing)
+        return reply
+
+    def _call_with_key(
+        self, method: str, path: str, doing: str, **kwargs: Any
+    ) -> requests.Response:
+        """Send with the API key (never logs in); the Web API version is checked first."""
+        if not self._key_checked:
+            version = replies.webapi_version(
+                self.host,
+                self._checked(
+                    self._send("GET", "app/webapiVersion", "checking API key support"),
+                    "checking API key support",
+                ),
+            )
+            if version < replies.API_KEY_WEBAPI:
+                raise replies.key_unsupported(self.host, version)
+            self._key_checked = True
+        return self._checked(self._send(method, path, doing, **kwargs), doing)
+
+    def _checked(self, reply: requests.Response, doing: str) -> requests.Response:
+        """Translate the status of a reply to an API-key request."""
+        if reply.status_code == 403:
+            raise replies.key_refused(self.host, doing)
+        if reply.status_code == 401:
+            raise replies.host_header_error(self.host, doing)
+        if reply.status_code not in (200, 204):
+            raise replies.unexpected(self.host, reply, doing)
         return reply
 
     def _send(self, method: str, path: str, doing: str, **kwargs: Any) -> requests.Response:
@@ -198,17 +269,19 @@ class QbittorrentClient:
                 method, self._api + path, timeout=self._timeout, allow_redirects=False, **kwargs
             )
         except requests.Timeout:
+            self._key_checked = False  # it may come back as another version
             raise QbittorrentUnavailableError(
                 f"{doing}: qBittorrent at {self.host} did not answer within {self._timeout:g} s; "
                 "check QBITTORRENT_HOST and that qBittorrent is running"
             ) from None
         except requests.RequestException as exc:
+            self._key_checked = False
             raise QbittorrentUnavailableError(
-                f"{doing}: qBittorrent at {self.host} is not reachable ({_reason(exc)}); "
+                f"{doing}: qBittorrent at {self.host} is not reachable ({replies.reason(exc)}); "
                 "check QBITTORRENT_HOST and that qBittorrent is running"
             ) from None
         if reply.status_code >= 500:
-            raise self._unexpected(reply, doing)
+            raise replies.unexpected(self.host, reply, doing)
         return reply
 
     def _host_header_rejected(self) -> bool:
@@ -222,26 +295,3 @@ class QbittorrentClient:
             return self._send("GET", "app/version", "probing").status_code == 401
         except QbittorrentUnavailableError:
             return False
-
-    def _host_header_error(self, doing: str) -> QbittorrentHostHeaderError:
-        return QbittorrentHostHeaderError(
-            f"{doing}: qBittorrent at {self.host} answered 401 Unauthorized, which its Web UI "
-            "sends when the Host header (or Referer) does not match its own address and port. "
-            "Set QBITTORRENT_HOST to qBittorrent's real Web UI host and port (behind a Docker "
-            "port mapping use the container's port, e.g. http://qbittorrent:8080, not the "
-            "published one)"
-        )
-
-    def _unexpected(self, reply: requests.Response, doing: str) -> QbittorrentUnavailableError:
-        snippet = redact(reply.text.strip()[:80]) or "no body"
-        return QbittorrentUnavailableError(
-            f"{doing}: qBittorrent at {self.host} answered HTTP {reply.status_code} "
-            f"({snippet}); check QBITTORRENT_HOST points at qBittorrent's Web UI"
-        )
-
-
-def _reason(exc: BaseException) -> str:
-    """Return the OS-level reason (``Connection refused``) from requests' nested error."""
-    text = describe(exc)
-    found = _ERRNO_RE.search(text)
-    return found.group(1).strip() if found else text

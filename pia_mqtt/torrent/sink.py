@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import threading
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from pia_mqtt.core.model import Event, EventKind, Inbox, SinkHealth, Snapshot, SyncState, valid_port
 from pia_mqtt.errors import TorrentAuthError, TorrentBannedError, TorrentClientError
@@ -72,6 +72,14 @@ class TorrentClient(Protocol):
 
     def close(self) -> None:
         """Release connections."""
+
+
+@runtime_checkable
+class ReportsConnectivity(Protocol):
+    """A client that can tell whether peers reach it (qBittorrent's ``connection_status``)."""
+
+    def connection_status(self) -> str | None:
+        """The client's own word (``connected``, ``firewalled`` ...), None if unknown."""
 
 
 class TorrentSink:
@@ -197,7 +205,12 @@ class TorrentSink:
             current = self._client.listen_port()
             self._set_confirmed(current)
             if current == wanted and reapply:
-                confirmed = self._client.reapply_listen_port(wanted)
+                try:
+                    confirmed = self._client.reapply_listen_port(wanted)
+                except TorrentClientError:
+                    with self._cond:  # not done: the next check tries again
+                        self._reapply = True
+                    raise
                 self._set_confirmed(confirmed)
                 log.info("%s listens on port %s again (tunnel changed)", self._label, confirmed)
                 self._succeeded(confirmed, previous=None)
@@ -242,7 +255,9 @@ class TorrentSink:
         self._retry_at = None
         now = self._clock()
         self._last_sync = now
-        self._report(SinkHealth(state=SyncState.IN_SYNC, port=port, last_sync=now))
+        self._report(
+            SinkHealth(state=SyncState.IN_SYNC, port=port, last_sync=now, details=self._details())
+        )
         if previous is not None:
             message = f"{self._label} listen port set to {port} (was {previous})"
             log.info("%s", message)
@@ -257,6 +272,17 @@ class TorrentSink:
             )
         elif recovered:
             log.info("%s is in sync again: it listens on port %s", self._label, port)
+
+    def _details(self) -> tuple[tuple[str, str], ...]:
+        """Read the client's connection status (information only: nothing acts on it)."""
+        if not isinstance(self._client, ReportsConnectivity):
+            return ()
+        try:
+            status = self._client.connection_status()
+        except TorrentClientError as exc:
+            log.debug("%s: connection status not read: %s", self._label, describe(exc))
+            return ()
+        return (("connection_status", status),) if status is not None else ()
 
     def _failed(self, state: SyncState, exc: TorrentClientError, wanted: int) -> None:
         self._fail(state, describe(exc), type(exc).__name__, wanted)

@@ -120,6 +120,7 @@ def _restore_qbittorrent(settings: Settings) -> Iterator[None]:
             settings.qbittorrent_host or "",
             username=settings.qbittorrent_user,
             password=settings.secret("qbittorrent_pass"),
+            api_key=settings.secret("qbittorrent_api_key"),
         )
 
     previous: int | None = None

@@ -28,6 +28,8 @@ SECRET_FIELDS = (
     "pia_pass",
     "qbittorrent_pass",
     "qbittorrent_api_key",
+    "transmission_pass",
+    "deluge_pass",
     "mqtt_pass",
     "gluetun_api_key",
 )
@@ -83,6 +85,14 @@ class Settings(BaseModel):
     qbittorrent_api_key: SecretStr | None = None
     qbittorrent_api_key_file: Path | None = None
     qbittorrent_check_interval: int = Field(default=60, ge=1)
+    # Transmission and Deluge (the Web UI); QBITTORRENT_CHECK_INTERVAL paces their checks too
+    transmission_url: str | None = None
+    transmission_user: str | None = None
+    transmission_pass: SecretStr | None = None
+    transmission_pass_file: Path | None = None
+    deluge_url: str | None = None
+    deluge_pass: SecretStr | None = None
+    deluge_pass_file: Path | None = None
     # MQTT
     mqtt_host: str | None = None
     mqtt_port: Port = 1883
@@ -182,10 +192,17 @@ def _read_secret_files(values: Settings, problems: list[str]) -> dict[str, Secre
     return resolved
 
 
+_URL_EXAMPLES = {
+    "TRANSMISSION_URL": "http://transmission:9091/transmission/rpc",
+    "DELUGE_URL": "http://deluge:8112/json",
+}
+
+
 def _url_problem(name: str, url: str) -> str | None:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        return f"{name}: must be an http:// or https:// URL such as http://qbittorrent:8080"
+        example = _URL_EXAMPLES.get(name, "http://qbittorrent:8080")
+        return f"{name}: must be an http:// or https:// URL such as {example}"
     return None
 
 
@@ -205,11 +222,18 @@ def _cross_checks(s: Settings, *, require_credentials: bool) -> list[str]:
         problems.append(f"PIA_CA_CERT: no such file {s.pia_ca_cert}")
     for name, url in (
         ("QBITTORRENT_HOST", s.qbittorrent_host),
+        ("TRANSMISSION_URL", s.transmission_url),
+        ("DELUGE_URL", s.deluge_url),
         ("GLUETUN_CONTROL_URL", s.gluetun_control_url),
         ("PIA_TOKEN_URL", s.pia_token_url),
     ):
         if url is not None and (problem := _url_problem(name, url)):
             problems.append(problem)
+    if s.deluge_url is not None and s.deluge_pass is None:
+        problems.append(
+            "DELUGE_PASS: required with DELUGE_URL (or DELUGE_PASS_FILE): the Web UI's "
+            "password, 'deluge' until it is changed"
+        )
     return problems + _mqtt_checks(s)
 
 

@@ -19,6 +19,7 @@ from pia_mqtt.settings import PortSource, Settings
 if TYPE_CHECKING:
     from pia_mqtt.gateway.finder import GatewayFinder
     from pia_mqtt.pia.lease import LeaseStore
+    from pia_mqtt.torrent.sink import TorrentClient
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +79,8 @@ def build_engine(
             settings,
             engine,
             qbittorrent_enabled=settings.qbittorrent_enabled,
+            transmission_enabled=settings.transmission_url is not None,
+            deluge_enabled=settings.deluge_url is not None,
             version=__version__,
             forget_on_close=demo,
         )
@@ -88,23 +91,47 @@ def build_engine(
     return engine
 
 
-def _optional_sinks(settings: Settings, engine: Engine, clock: Clock) -> list[Sink]:
-    sinks: list[Sink] = []
+def _torrent_clients(settings: Settings) -> list[TorrentClient]:
+    """One client per configured torrent client; each gets a sink of its own."""
+    clients: list[TorrentClient] = []
     if settings.qbittorrent_host is not None:
         from pia_mqtt.torrent.qbittorrent import QbittorrentClient  # noqa: PLC0415
-        from pia_mqtt.torrent.sink import TorrentSink  # noqa: PLC0415
 
-        client = QbittorrentClient(
-            settings.qbittorrent_host,
-            username=settings.qbittorrent_user,
-            password=settings.secret("qbittorrent_pass"),
-            api_key=settings.secret("qbittorrent_api_key"),
-        )
-        sinks.append(
-            TorrentSink(
-                client, engine, clock=clock, check_interval=settings.qbittorrent_check_interval
+        clients.append(
+            QbittorrentClient(
+                settings.qbittorrent_host,
+                username=settings.qbittorrent_user,
+                password=settings.secret("qbittorrent_pass"),
+                api_key=settings.secret("qbittorrent_api_key"),
             )
         )
+    if settings.transmission_url is not None:
+        from pia_mqtt.torrent.transmission import TransmissionClient  # noqa: PLC0415
+
+        clients.append(
+            TransmissionClient(
+                settings.transmission_url,
+                username=settings.transmission_user,
+                password=settings.secret("transmission_pass"),
+            )
+        )
+    if settings.deluge_url is not None:
+        from pia_mqtt.torrent.deluge import DelugeClient  # noqa: PLC0415
+
+        clients.append(
+            DelugeClient(settings.deluge_url, password=settings.secret("deluge_pass") or "")
+        )
+    return clients
+
+
+def _optional_sinks(settings: Settings, engine: Engine, clock: Clock) -> list[Sink]:
+    sinks: list[Sink] = []
+    clients = _torrent_clients(settings)
+    if clients:
+        from pia_mqtt.torrent.sink import TorrentSink  # noqa: PLC0415
+
+        interval = settings.qbittorrent_check_interval
+        sinks += [TorrentSink(c, engine, clock=clock, check_interval=interval) for c in clients]
     if settings.port_change_command:
         from pia_mqtt.sinks.hook import HookSink  # noqa: PLC0415
 

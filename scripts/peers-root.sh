@@ -36,6 +36,7 @@ die() { echo "peers-root.sh: $*" >&2; exit 1; }
 host_mirror() {
     if [ -n "${PIA_MQTT_DEBIAN_MIRROR:-}" ]; then echo "$PIA_MQTT_DEBIAN_MIRROR"; return; fi
     local codename uri
+    # shellcheck disable=SC1091  # the host's own file
     codename=$(. /etc/os-release && echo "${VERSION_CODENAME:-}")
     [ -n "$codename" ] || die "cannot read VERSION_CODENAME from /etc/os-release; set PIA_MQTT_DEBIAN_MIRROR"
     uri=$(cat /etc/apt/sources.list.d/*.sources 2>/dev/null | awk -v want="$codename" '
@@ -74,6 +75,7 @@ inroot() {
         [ -d "$d" ] || die "run: $d is not a folder"
         mkdir -p "$ROOT$d"
     done
+    # shellcheck disable=SC2016  # the inner script expands its own arguments
     exec unshare --mount --propagation private -- /bin/sh -c '
       r=$1; n=$2; shift 2
       for d in /proc /dev /tmp; do mount --rbind "$d" "$r$d" || exit 1; done
@@ -112,7 +114,6 @@ EOF
     chmod 755 "$ROOT/usr/sbin/policy-rc.d"
     cp /etc/resolv.conf "$ROOT/etc/resolv.conf"
     echo "peers-root.sh: installing $PACKAGES" >&2
-    # shellcheck disable=SC2086
     (inroot -- /bin/sh -c "apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
         apt-get install -y -qq --no-install-recommends -t $SUITE-backports $PACKAGES \
         && apt-get clean") \
@@ -132,6 +133,7 @@ case "${1:-}" in
     version)
         [ -n "${2:-}" ] || { echo "usage: peers-root.sh version PKG" >&2; exit 2; }
         complete || die "no complete peers root at $ROOT (scripts/peers-root.sh create)"
+        # shellcheck disable=SC2016  # dpkg-query's own format field
         chroot "$ROOT" dpkg-query -W -f '${Version}\n' "$2" ;;
     run)
         shift

@@ -8,4 +8,6 @@ pytest_plugins = [
     "tests.fixtures.mosquitto",
     "tests.fixtures.qbittorrent",
     "tests.fixtures.peersroot",
+    "tests.fixtures.transmission",
+    "tests.fixtures.deluge",
 ]

@@ -21,25 +21,26 @@ T0 = datetime(2026, 1, 14, 19, 30, tzinfo=UTC)
 CASES: dict[str, dict[str, Any]] = {
     "default topic, qBittorrent configured": {"topic": "pia-mqtt", "qbittorrent": True},
     "second instance, no qBittorrent": {"topic": "vpn/pia-2", "qbittorrent": False},
-}
+    "all three torrent clients": {
+        "topic": "pia-mqtt", "qbittorrent": True, "transmission": True, "deluge": True,
+    },
+}  # fmt: skip
 
 
 def build(
-    topic: str = "pia-mqtt", *, qbittorrent: bool = True, interval: int = 900
+    topic: str = "pia-mqtt", *, qbittorrent: bool = True, interval: int = 900, **clients: bool
 ) -> dict[str, Any]:
     """The discovery message for ``topic`` as Home Assistant receives it: topic + parsed JSON."""
     message = discovery.discovery_message(
         topic, prefix="homeassistant", enabled=True, version="1.2.3",
-        qbittorrent=qbittorrent, refresh_interval=interval,
+        qbittorrent=qbittorrent, refresh_interval=interval, **clients,
     )  # fmt: skip
     return {"topic": message.topic, "payload": json.loads(message.payload)}
 
 
 def test_discovery_json_matches_the_snapshot() -> None:
     """The exact discovery messages are pinned; UPDATE_SNAPSHOTS=1 rewrites the file after review."""
-    actual = {
-        name: build(case["topic"], qbittorrent=case["qbittorrent"]) for name, case in CASES.items()
-    }
+    actual = {name: build(**case) for name, case in CASES.items()}
     if os.environ.get("UPDATE_SNAPSHOTS") == "1":
         SNAPSHOT_FILE.write_text(json.dumps(actual, indent=2) + "\n")
     assert json.loads(SNAPSHOT_FILE.read_text()) == actual
@@ -134,6 +135,26 @@ def test_default_entity_ids_match_the_ids_ha_derives_from_names() -> None:
         for comp in payload["components"].values():
             derived = discovery.slug(f"{payload['device']['name']} {comp['name']}")
             assert f"{comp['platform']}.{derived}" == comp["default_entity_id"]
+
+
+def test_each_torrent_client_has_its_own_in_sync_sensor() -> None:
+    """Transmission and Deluge get "... in sync" sensors (stable ids) only when configured."""
+    comps = build(transmission=True, deluge=True)["payload"]["components"]
+    assert [
+        ("pia_mqtt_qbittorrent", "qBittorrent in sync"),
+        ("pia_mqtt_transmission", "Transmission in sync"),
+        ("pia_mqtt_deluge", "Deluge in sync"),
+    ] == [
+        (comps[k]["unique_id"], comps[k]["name"]) for k in ("qbittorrent", "transmission", "deluge")
+    ]
+    state = full_snapshot(
+        sinks={"transmission": SinkHealth(SyncState.IN_SYNC, port=54321),
+               "deluge": SinkHealth(SyncState.AUTH_FAILED)},
+    ).to_json()  # fmt: skip
+    assert ["None", "ON", "OFF"] == [
+        render(comps[k]["value_template"], state) for k in ("qbittorrent", "transmission", "deluge")
+    ]
+    assert {"transmission", "deluge"}.isdisjoint(build()["payload"]["components"])
 
 
 def test_qbittorrent_sensor_only_when_configured() -> None:

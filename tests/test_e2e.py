@@ -13,6 +13,7 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -21,6 +22,10 @@ from tests.fake_gluetun import FakeGluetun
 from tests.fixtures.common import eventually
 from tests.fixtures.mosquitto import Broker, Recorder
 from tests.fixtures.qbittorrent import QbittorrentProcess
+
+if TYPE_CHECKING:
+    from tests.fixtures.deluge import DelugeFactory
+    from tests.fixtures.transmission import TransmissionFactory
 
 HOOK = """#!/bin/sh
 printf '%s %s %s\\n' "$1" "$PIA_PORT" "${PIA_OLD_PORT:-none}" >> "$(dirname "$0")/calls.txt"
@@ -97,6 +102,39 @@ def test_once_leaves_qbittorrent_listening_on_the_forwarded_port(
     assert (port, False) == (preferences["listen_port"], preferences["random_port"])
     assert ("in_sync", port) == (data["qbittorrent"]["state"], data["qbittorrent"]["port"])
     assert "qbittorrent=in_sync" in result.stdout
+
+
+@pytest.mark.netns
+def test_once_leaves_qbittorrent_transmission_and_deluge_listening_on_the_port(
+    pia_env: dict[str, str],
+    qbittorrent: QbittorrentProcess,
+    transmission_factory: TransmissionFactory,
+    deluge_factory: DelugeFactory,
+) -> None:
+    """`once` with all three clients configured: each really listens on the forwarded port."""
+    transmission = transmission_factory("3.00")
+    deluge = deluge_factory("2.0.3", web_connected=False)
+    env = {
+        **pia_env,
+        "QBITTORRENT_HOST": qbittorrent.url,
+        "QBITTORRENT_USER": qbittorrent.user,
+        "QBITTORRENT_PASS": qbittorrent.password,
+        "TRANSMISSION_URL": transmission.url,
+        "TRANSMISSION_USER": transmission.user,
+        "TRANSMISSION_PASS": transmission.password,
+        "DELUGE_URL": deluge.url,
+        "DELUGE_PASS": deluge.password,
+    }
+    result = _once(env)
+    assert 0 == result.returncode, result.stderr
+    port = int(Path(env["PORT_FILE"]).read_text())
+    data = json.loads(Path(env["PORT_DATA_FILE"]).read_text())
+    assert port == qbittorrent.preferences()["listen_port"]
+    assert port in transmission.ns.listening()
+    assert port in deluge.ns.listening()
+    for name in ("qbittorrent", "transmission", "deluge"):
+        assert ("in_sync", port) == (data[name]["state"], data[name]["port"])
+        assert f"{name}=in_sync" in result.stdout
 
 
 def test_once_runs_the_hook_and_opens_gluetuns_firewall(

@@ -80,6 +80,7 @@ def test_a_full_snapshot_renders_every_field() -> None:
         last_error=None,
         sinks={
             "qbittorrent": SinkHealth(SyncState.IN_SYNC, port=54321, last_sync=T0),
+            "transmission": SinkHealth(SyncState.AUTH_FAILED, port=41234, error="401"),
             "gluetun": SinkHealth(SyncState.UNREACHABLE, error="connection refused"),
             "hook": SinkHealth(SyncState.IN_SYNC),
         },
@@ -100,6 +101,8 @@ def test_a_full_snapshot_renders_every_field() -> None:
             "last_sync": "2026-01-14T19:30:00+00:00",
             "error": None,
         },
+        "transmission": {"state": "auth_failed", "port": 41234, "last_sync": None, "error": "401"},
+        "deluge": None,
         "gluetun": {
             "state": "unreachable",
             "port": None,
@@ -124,6 +127,8 @@ def test_a_starting_snapshot_renders_nulls() -> None:
         "next_refresh": None,
         "last_error": None,
         "qbittorrent": None,
+        "transmission": None,
+        "deluge": None,
         "gluetun": None,
         "updated_at": "2026-01-14T19:30:00+00:00",
     }

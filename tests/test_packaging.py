@@ -47,7 +47,8 @@ HELM_VENV = (
 KNOWN_ENV = {name.upper() for name in Settings.model_fields}
 SECRET_ENV = {name.upper() for name in SECRET_FIELDS}
 # Alternatives the compose example does not use: its qBittorrent (5.1) has no API keys.
-COMPOSE_SECRET_ENV = SECRET_ENV - {"QBITTORRENT_API_KEY"}
+# docs/deployment.md adds Transmission and Deluge to the example stack.
+COMPOSE_SECRET_ENV = SECRET_ENV - {"QBITTORRENT_API_KEY", "TRANSMISSION_PASS", "DELUGE_PASS"}
 
 EXPECTED_POD_SECURITY = {
     "runAsNonRoot": True,
@@ -440,6 +441,13 @@ SCENARIOS: dict[str, dict[str, Any]] = {
             "host": "http://qbittorrent:8080",
             "password": "qb-secret",
         },
+        "transmission": {
+            "enabled": True,
+            "url": "http://transmission:9091/transmission/rpc",
+            "user": "tr",
+            "password": "tr-secret",
+        },
+        "deluge": {"enabled": True, "url": "http://deluge:8112/json", "password": "de-secret"},
         "mqtt": {"enabled": True, "host": "mosquitto", "user": "pia", "password": "mqtt-secret"},
         "gluetun": {"controlUrl": "http://127.0.0.1:8000", "apiKey": "gluetun-secret"},
         "multus": {"enabled": True, "networkName": "pia-vlan"},
@@ -554,6 +562,8 @@ def test_helm_full_values_wire_every_integration(helm: dict[str, Any]) -> None:
     assert objects["Secret"]["stringData"] == {
         "PIA_PASS": "pia-secret",
         "QBITTORRENT_PASS": "qb-secret",
+        "TRANSMISSION_PASS": "tr-secret",
+        "DELUGE_PASS": "de-secret",
         "MQTT_PASS": "mqtt-secret",
         "GLUETUN_API_KEY": "gluetun-secret",
     }
@@ -564,6 +574,9 @@ def test_helm_full_values_wire_every_integration(helm: dict[str, Any]) -> None:
         for k in (
             "PIA_GATEWAY",
             "QBITTORRENT_HOST",
+            "TRANSMISSION_URL",
+            "TRANSMISSION_USER",
+            "DELUGE_URL",
             "MQTT_HOST",
             "MQTT_USER",
             "GLUETUN_CONTROL_URL",
@@ -572,6 +585,9 @@ def test_helm_full_values_wire_every_integration(helm: dict[str, Any]) -> None:
     } == {
         "PIA_GATEWAY": "10.0.0.1",
         "QBITTORRENT_HOST": "http://qbittorrent:8080",
+        "TRANSMISSION_URL": "http://transmission:9091/transmission/rpc",
+        "TRANSMISSION_USER": "tr",
+        "DELUGE_URL": "http://deluge:8112/json",
         "MQTT_HOST": "mosquitto",
         "MQTT_USER": "pia",
         "GLUETUN_CONTROL_URL": "http://127.0.0.1:8000",
@@ -580,7 +596,16 @@ def test_helm_full_values_wire_every_integration(helm: dict[str, Any]) -> None:
     # No secret value leaks into anything but the Secret.
     others = json.dumps([o for o in objects.values() if o["kind"] != "Secret"])
     assert [
-        s for s in ("pia-secret", "qb-secret", "mqtt-secret", "gluetun-secret") if s in others
+        s
+        for s in (
+            "pia-secret",
+            "qb-secret",
+            "tr-secret",
+            "de-secret",
+            "mqtt-secret",
+            "gluetun-secret",
+        )
+        if s in others
     ] == []
 
 

@@ -47,6 +47,8 @@ def test_the_data_document_has_the_seed_keys_and_more() -> None:
         "refresh_interval": 900,
         "last_error": None,
         "qbittorrent": None,
+        "transmission": None,
+        "deluge": None,
         "gluetun": None,
         "updated_at": "2026-01-14T19:30:00Z",
     }

@@ -20,6 +20,8 @@ SECRET_VARIABLES = (
     "PIA_PASS",
     "QBITTORRENT_PASS",
     "QBITTORRENT_API_KEY",
+    "TRANSMISSION_PASS",
+    "DELUGE_PASS",
     "MQTT_PASS",
     "GLUETUN_API_KEY",
 )
@@ -338,6 +340,26 @@ def test_several_cross_check_problems_come_in_one_error(monkeypatch: pytest.Monk
     assert expected == [p.split(":", 1)[0] for p in problems]
 
 
+def test_transmission_and_deluge_urls_are_checked_and_deluge_needs_its_password(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Bad URLs name their variable with an example; DELUGE_URL alone asks for DELUGE_PASS."""
+    problems = problems_of(
+        monkeypatch,
+        {
+            **CREDENTIALS,
+            "TRANSMISSION_URL": "transmission:9091",
+            "DELUGE_URL": "http://deluge:8112",
+        },
+    )
+    url = "http://transmission:9091/transmission/rpc"
+    password = "the Web UI's password, 'deluge' until it is changed"
+    assert [
+        f"TRANSMISSION_URL: must be an http:// or https:// URL such as {url}",
+        f"DELUGE_PASS: required with DELUGE_URL (or DELUGE_PASS_FILE): {password}",
+    ] == problems
+
+
 def test_several_parse_problems_come_in_one_error(monkeypatch: pytest.MonkeyPatch) -> None:
     """Several unparsable values are all listed in one ConfigError, each naming its variable."""
     problems = problems_of(
@@ -519,6 +541,8 @@ def test_masked_shows_every_setting_but_no_secret(
         "PIA_PASS": "***",
         "QBITTORRENT_PASS": "***",
         "QBITTORRENT_API_KEY": None,
+        "TRANSMISSION_PASS": None,
+        "DELUGE_PASS": None,
         "MQTT_PASS": "***",
         "GLUETUN_API_KEY": None,
         "PIA_USER": "p1234567",

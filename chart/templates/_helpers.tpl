@@ -63,6 +63,12 @@ The secret values this chart would store (only the non-empty ones).
 {{- with .Values.qbittorrent.password }}{{ $_ := set $data "QBITTORRENT_PASS" . }}{{ end }}
 {{- with .Values.qbittorrent.apiKey }}{{ $_ := set $data "QBITTORRENT_API_KEY" . }}{{ end }}
 {{- end }}
+{{- if .Values.transmission.enabled }}
+{{- with .Values.transmission.password }}{{ $_ := set $data "TRANSMISSION_PASS" . }}{{ end }}
+{{- end }}
+{{- if .Values.deluge.enabled }}
+{{- with .Values.deluge.password }}{{ $_ := set $data "DELUGE_PASS" . }}{{ end }}
+{{- end }}
 {{- if .Values.mqtt.enabled }}
 {{- with .Values.mqtt.password }}{{ $_ := set $data "MQTT_PASS" . }}{{ end }}
 {{- end }}

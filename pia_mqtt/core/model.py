@@ -129,6 +129,8 @@ class Snapshot:
             "next_refresh": iso(self.next_refresh),
             "last_error": self.last_error,
             "qbittorrent": _health(self.sinks.get("qbittorrent")),
+            "transmission": _health(self.sinks.get("transmission")),
+            "deluge": _health(self.sinks.get("deluge")),
             "gluetun": _health(self.sinks.get("gluetun")),
             "updated_at": iso(self.updated_at),
         }
@@ -151,6 +153,10 @@ class EventKind(StrEnum):
     ERROR = "error"
     QBITTORRENT_SYNCED = "qbittorrent_synced"
     QBITTORRENT_FAILED = "qbittorrent_failed"
+    TRANSMISSION_SYNCED = "transmission_synced"
+    TRANSMISSION_FAILED = "transmission_failed"
+    DELUGE_SYNCED = "deluge_synced"
+    DELUGE_FAILED = "deluge_failed"
     GLUETUN_PUSHED = "gluetun_pushed"
     GLUETUN_FAILED = "gluetun_failed"
     HOOK_RAN = "hook_ran"

@@ -197,10 +197,8 @@ def _json_value(field: str) -> str:
     return f"{{{{ value_json.{field} or '{HA_NONE}' }}}}"
 
 
-_QBITTORRENT_TEMPLATE = (
-    "{% if value_json.qbittorrent is none %}None"
-    "{% elif value_json.qbittorrent.state == 'in_sync' %}ON{% else %}OFF{% endif %}"
-)
+# Each torrent client's state key and its name for people; "<Name> in sync" per client.
+TORRENT_CLIENTS = {"qbittorrent": "qBittorrent", "transmission": "Transmission", "deluge": "Deluge"}
 
 # qBittorrent's own word (transfer/info connection_status): only "connected" means a peer
 # got in; unknown (None) while it is unreachable or never reported one.
@@ -211,8 +209,20 @@ _QBITTORRENT_CONNECTABLE_TEMPLATE = (
 )
 
 
-def components(topic: str, *, qbittorrent: bool, refresh_interval: int) -> dict[str, Component]:
-    """Every entity of the device, keyed by the stable key that ends its unique_id."""
+def _in_sync_template(key: str) -> str:
+    return (
+        f"{{% if value_json.{key} is none %}}None"
+        f"{{% elif value_json.{key}.state == 'in_sync' %}}ON{{% else %}}OFF{{% endif %}}"
+    )
+
+
+def components(topic: str, *, refresh_interval: int, **clients: bool) -> dict[str, Component]:
+    """Every entity of the device, keyed by the stable key that ends its unique_id.
+
+    ``clients`` names the configured torrent clients (``qbittorrent=True``, ...).
+    """
+    if unknown := set(clients) - set(TORRENT_CLIENTS):
+        raise TypeError(f"unknown torrent clients: {sorted(unknown)}")
     base = device_id(topic)
     t = Topics(topic)
     expire = expire_after(refresh_interval)
@@ -247,20 +257,23 @@ def components(topic: str, *, qbittorrent: bool, refresh_interval: int) -> dict[
              json_attributes_template="{{ {'hostname': value_json.hostname} | tojson }}",
              expire_after=expire),
     ]  # fmt: skip
-    if qbittorrent:
-        items.append(
-            comp(
-                "qbittorrent",
-                "binary_sensor",
-                "qbittorrent_in_sync",
-                "qBittorrent in sync",
-                icon="mdi:sync",
-                state_topic=t.state,
-                value_template=_QBITTORRENT_TEMPLATE,
-                expire_after=expire,
+    for key, label in TORRENT_CLIENTS.items():
+        if clients.get(key):
+            items.append(
+                comp(
+                    key,
+                    "binary_sensor",
+                    f"{key}_in_sync",
+                    f"{label} in sync",
+                    icon="mdi:sync",
+                    state_topic=t.state,
+                    value_template=_in_sync_template(key),
+                    expire_after=expire,
+                )
             )
-        )
-    if qbittorrent:  # qBittorrent connectable (its connection_status), information only
+    if clients.get(
+        "qbittorrent"
+    ):  # qBittorrent connectable (its connection_status), information only
         items.append(
             comp(
                 "qbittorrent_connectable",
@@ -283,9 +296,12 @@ def components(topic: str, *, qbittorrent: bool, refresh_interval: int) -> dict[
 
 
 def device_config(
-    topic: str, *, version: str, qbittorrent: bool, refresh_interval: int
+    topic: str, *, version: str, refresh_interval: int, **clients: bool
 ) -> DeviceConfig:
-    """Build the discovery document for the instance publishing under ``topic``."""
+    """Build the discovery document for the instance publishing under ``topic``.
+
+    ``clients`` says which torrent clients are configured (``qbittorrent=True`` ...).
+    """
     return DeviceConfig(
         device=Device(
             identifiers=[device_id(topic)],
@@ -296,7 +312,7 @@ def device_config(
         ),
         origin=Origin(name="pia-mqtt", sw_version=version, support_url=SUPPORT_URL),
         availability=[Availability(topic=Topics(topic).availability)],
-        components=components(topic, qbittorrent=qbittorrent, refresh_interval=refresh_interval),
+        components=components(topic, refresh_interval=refresh_interval, **clients),
     )
 
 
@@ -306,15 +322,13 @@ def discovery_message(
     prefix: str,
     enabled: bool,
     version: str,
-    qbittorrent: bool,
     refresh_interval: int,
+    **clients: bool,
 ) -> Message:
     """Build the retained config message, or (discovery off) the empty one removing the device."""
     if not enabled:
         return removal_message(topic, prefix=prefix)
-    config = device_config(
-        topic, version=version, qbittorrent=qbittorrent, refresh_interval=refresh_interval
-    )
+    config = device_config(topic, version=version, refresh_interval=refresh_interval, **clients)
     payload = json.dumps(config.model_dump(exclude_none=True), separators=(",", ":"))
     return Message(config_topic(prefix, topic), payload)
 

@@ -78,6 +78,8 @@ class MqttSink:
         *,
         qbittorrent_enabled: bool,
         version: str,
+        transmission_enabled: bool = False,
+        deluge_enabled: bool = False,
         clock: Callable[[], datetime] = utcnow,
         monotonic: Callable[[], float] = time.monotonic,
         birth_delay: float = BIRTH_DELAY,
@@ -103,6 +105,8 @@ class MqttSink:
             version=version,
             qbittorrent=qbittorrent_enabled,
             refresh_interval=self._interval,
+            transmission=transmission_enabled,
+            deluge=deluge_enabled,
         )
         self._lock = threading.Lock()
         self._latest: Snapshot | None = None

@@ -42,6 +42,8 @@ def data_document(snapshot: Snapshot, refresh_interval: float) -> dict[str, Any]
         "refresh_interval": refresh_interval,
         "last_error": snapshot.last_error,
         "qbittorrent": _sink_health(state["qbittorrent"]),
+        "transmission": _sink_health(state["transmission"]),
+        "deluge": _sink_health(state["deluge"]),
         "gluetun": _sink_health(state["gluetun"]),
         "updated_at": iso_z(snapshot.updated_at),
     }

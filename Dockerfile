@@ -3,7 +3,7 @@
 # Python runtime in the next. No compiler, no pip cache and no build tools reach the
 # runtime image; every dependency installs from a prebuilt musllinux wheel.
 #
-#   docker build -t pia-mqtt:0.1.0 \
+#   docker build -t ghcr.io/pia-mqtt/pia-mqtt:0.1.0 \
 #     --build-arg VERSION=0.1.0 --build-arg REVISION="$(git rev-parse HEAD)" .
 
 # One pinned base for both stages, so the wheel is built by the interpreter that runs it.

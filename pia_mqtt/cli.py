@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from pia_mqtt import __version__
@@ -29,6 +29,35 @@ COMMANDS = {
 }
 
 
+def _bounded_int(low: int, high: int, why: str) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{value} is out of range: {low} to {high} ({why})")
+        return value
+
+    return parse
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text} must be more than 0 seconds")
+    return value
+
+
+def _plain_topic(text: str) -> str:
+    if not text or any(c in text for c in "+#\0"):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a plain topic without + or #")
+    return text
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pia-mqtt",
@@ -47,15 +76,22 @@ def _parser() -> argparse.ArgumentParser:
             )
             command.add_argument(
                 "--duration",
-                type=float,
+                type=_positive,
                 default=None,
                 help="stop after this many seconds (default: until Ctrl-C)",
             )
             command.add_argument(
                 "--interval",
-                type=int,
+                type=_bounded_int(1, 900, "PIA drops a port after 15 minutes"),
                 default=30,
-                help="keep-alive interval in seconds for the demo (default 30)",
+                help="keep-alive interval in seconds for the demo, 1 to 900 (default 30)",
+            )
+            command.add_argument(
+                "--topic",
+                type=_plain_topic,
+                default="pia-mqtt-demo",
+                help="MQTT topic (and client id, HA device) of the demo, removed again on exit "
+                "(default pia-mqtt-demo; never the real install's)",
             )
     return parser
 
@@ -81,8 +117,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from pia_mqtt.simulator.demo import DemoUnavailableError, demo_settings  # noqa: PLC0415
 
             try:
-                with demo_settings(settings, folder=Path(args.dir), interval=args.interval) as demo:
-                    return _run(demo, once=False, duration=args.duration)
+                with demo_settings(
+                    settings, folder=Path(args.dir), interval=args.interval, topic=args.topic
+                ) as demo:
+                    return _run(demo, once=False, duration=args.duration, demo=True)
             except DemoUnavailableError as exc:
                 print(f"pia-mqtt: {exc}", file=sys.stderr)
                 return EXIT_FAILED
@@ -177,7 +215,9 @@ def _detect_gateway(settings: Settings) -> int:
     return EXIT_FAILED
 
 
-def _run(settings: Settings, *, once: bool, duration: float | None = None) -> int:
+def _run(
+    settings: Settings, *, once: bool, duration: float | None = None, demo: bool = False
+) -> int:
     import logging  # noqa: PLC0415
     import signal  # noqa: PLC0415
 
@@ -202,7 +242,7 @@ def _run(settings: Settings, *, once: bool, duration: float | None = None) -> in
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     try:
-        engine = build_engine(settings, serve_http=not once)
+        engine = build_engine(settings, once=once, demo=demo)
     except ShutdownRequestedError:
         log.info("Received %s during start-up: stopping", received[0] if received else "a signal")
         return EXIT_FAILED if once else EXIT_OK

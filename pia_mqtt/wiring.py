@@ -32,11 +32,14 @@ def build_engine(
     *,
     clock: Clock = utc_now,
     monotonic: Monotonic = time.monotonic,
-    serve_http: bool = True,
+    once: bool = False,
+    demo: bool = False,
 ) -> Engine:
     """An engine with its controller and every sink the settings enable (not started).
 
-    ``serve_http=False`` (``once``) leaves the status endpoint out: nothing would scrape it.
+    ``once``: the controller does not retry (its messages say so) and the status endpoint
+    is left out (nothing would scrape it). ``demo``: a sink that says each keep-alive, and
+    MQTT removes its retained topics and device on exit.
     """
     from pia_mqtt.atomic import remove_stale_temps  # noqa: PLC0415
     from pia_mqtt.sinks.portfiles import PortFilesSink  # noqa: PLC0415
@@ -65,8 +68,12 @@ def build_engine(
         from pia_mqtt.sinks.memory import PortMemorySink  # noqa: PLC0415
 
         sinks.append(PortMemorySink(store))
+    if demo:
+        from pia_mqtt.simulator.demo import DemoNarrator  # noqa: PLC0415
+
+        sinks.append(DemoNarrator(settings))
     sinks += _optional_sinks(settings, engine, clock)
-    if serve_http:
+    if not once:
         sinks += _http_sink(settings, clock, monotonic)
     if settings.mqtt_enabled:
         from pia_mqtt.mqtt.sink import MqttSink  # noqa: PLC0415
@@ -78,11 +85,12 @@ def build_engine(
             transmission_enabled=settings.transmission_url is not None,
             deluge_enabled=settings.deluge_url is not None,
             version=__version__,
+            forget_on_close=demo,
         )
         mqtt.start()
         # Last, so that on shutdown it says "offline" after everything else is closed.
         sinks.append(mqtt)
-    engine.attach(_controller(settings, engine, store), sinks)
+    engine.attach(_controller(settings, engine, store, once=once), sinks)
     return engine
 
 
@@ -169,7 +177,9 @@ def _http_sink(settings: Settings, clock: Clock, monotonic: Monotonic) -> list[S
     ]
 
 
-def _controller(settings: Settings, engine: Engine, store: LeaseStore) -> Controller:
+def _controller(
+    settings: Settings, engine: Engine, store: LeaseStore, *, once: bool = False
+) -> Controller:
     if settings.port_source is PortSource.GLUETUN:
         from pia_mqtt.gluetun.client import GluetunClient, GluetunPortReader  # noqa: PLC0415
         from pia_mqtt.gluetun.follow import POLL_INTERVAL, GluetunFollower  # noqa: PLC0415
@@ -198,6 +208,7 @@ def _controller(settings: Settings, engine: Engine, store: LeaseStore) -> Contro
         refresh_interval=settings.port_forward_refresh_interval,
         watch_interval=settings.gateway_watch_interval,
         events=NetlinkWatch(),
+        retries=not once,
     )
 
 

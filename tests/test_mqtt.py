@@ -64,7 +64,12 @@ def make_sink(inbox: RecordingInbox) -> Iterator[Callable[..., MqttSink]]:
     made: list[MqttSink] = []
 
     def make(
-        broker: Broker, *, qbittorrent: bool = False, start: bool = True, **overrides: Any
+        broker: Broker,
+        *,
+        qbittorrent: bool = False,
+        start: bool = True,
+        monotonic: Callable[[], float] | None = None,
+        **overrides: Any,
     ) -> MqttSink:
         sink = MqttSink(
             broker.settings(**overrides),
@@ -73,6 +78,7 @@ def make_sink(inbox: RecordingInbox) -> Iterator[Callable[..., MqttSink]]:
             version=__version__,
             clock=lambda: T0,
             birth_delay=0.2,
+            **({"monotonic": monotonic} if monotonic is not None else {}),
         )
         made.append(sink)
         if start:
@@ -407,15 +413,77 @@ def test_secrets_never_reach_the_state_topic(mosquitto: Broker, make_sink, recor
     assert b"hunter2" not in message.payload
 
 
-def test_check_resends_the_state_as_a_heartbeat(mosquitto: Broker, make_sink, recorder) -> None:
-    """check() re-publishes the state every keep-alive interval, so HA's expire_after stays quiet."""
-    rec = recorder(mosquitto, "pia-mqtt/state")
-    sink = make_sink(mosquitto, port_forward_refresh_interval=600)
+class FakeMonotonic:
+    """A monotonic clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        """The current fake time."""
+        return self.now
+
+
+def test_check_resends_the_state_only_after_a_quiet_spell(
+    mosquitto: Broker, make_sink, recorder
+) -> None:
+    """check() re-publishes port, status and state once 1.25 intervals passed without a publish."""
+    clock = FakeMonotonic()
+    rec = recorder(mosquitto, "pia-mqtt/#")
+    sink = make_sink(mosquitto, port_forward_refresh_interval=600, monotonic=clock)
     sink.publish(snapshot())
     rec.wait_for("pia-mqtt/state")
+    clock.now += 600  # one interval: keep-alives still publish by themselves
     sink.check(snapshot())
-    eventually(lambda: len(rec.on("pia-mqtt/state")) == 2)
-    assert sink.check_interval == 600.0
+    clock.now += 150  # 1.25 intervals of silence: the engine may be hung
+    sink.check(snapshot())
+    assert sink.flush(10)
+    eventually(lambda: len(rec.on("pia-mqtt/state")) >= 2, timeout=2)
+    counts = [len(rec.on(f"pia-mqtt/{t}")) for t in ("port", "status", "state")]
+    assert ([2, 2, 2], 300.0) == (counts, sink.check_interval)
+
+
+def test_a_keep_alive_publishes_each_topic_once(mosquitto: Broker, make_sink, recorder) -> None:
+    """The check due at the same moment as a keep-alive sends no stale copy before it."""
+    clock = FakeMonotonic()
+    rec = recorder(mosquitto, "pia-mqtt/#")
+    sink = make_sink(mosquitto, port_forward_refresh_interval=900, monotonic=clock)
+    first = snapshot()
+    sink.publish(first)
+    rec.wait_for("pia-mqtt/state")
+    clock.now += 900
+    sink.check(first)  # the engine's check timer fires a moment before the keep-alive
+    kept = snapshot(
+        last_refresh=T0 + timedelta(minutes=15), next_refresh=T0 + timedelta(minutes=30)
+    )
+    sink.publish(kept)
+    rec.wait_for("pia-mqtt/state", lambda m: json.loads(m.payload) == kept.to_json())
+    assert sink.flush(10)
+    states = [json.loads(m.payload)["next_refresh"] for m in rec.on("pia-mqtt/state")]
+    assert (states, [m.text for m in rec.on("pia-mqtt/status")]) == (
+        [first.to_json()["next_refresh"], kept.to_json()["next_refresh"]],
+        ["active", "active"],
+    )
+
+
+def test_a_change_only_in_unseen_sink_health_publishes_nothing(
+    mosquitto: Broker, make_sink, recorder
+) -> None:
+    """`acquiring` goes out once at start: MQTT's own health report (not in the state) is no change."""
+    rec = recorder(mosquitto, "pia-mqtt/#")
+    sink = make_sink(mosquitto)
+    acquiring = snapshot(port=None, status=Status.ACQUIRING)
+    sink.publish(acquiring)
+    assert sink.flush(10)
+    later = snapshot(
+        port=None, status=Status.ACQUIRING, updated_at=T0 + timedelta(seconds=1),
+        sinks={"mqtt": SinkHealth(SyncState.IN_SYNC, last_sync=T0)},
+    )  # fmt: skip
+    sink.publish(later)
+    sink.publish(snapshot())  # then the port is bound
+    rec.wait_for("pia-mqtt/status", lambda m: m.text == "active")
+    assert [m.text for m in rec.on("pia-mqtt/status")] == ["acquiring", "active"]
+    assert len(rec.on("pia-mqtt/state")) == 2
 
 
 @pytest.mark.parametrize(

@@ -16,7 +16,10 @@ block; only ``close``, ``flush`` and ``wait_connected`` wait, always bounded. A
 ``threading.Timer`` re-sends discovery ~2 s after Home Assistant's birth message, so paho's
 thread never waits.
 
-Building the client and reading button presses live in :mod:`pia_mqtt.mqtt.client`.
+The client, MQTT 5 and button presses: :mod:`~pia_mqtt.mqtt.client`; port/status/state
+once per change and the heartbeat: :mod:`~pia_mqtt.mqtt.state`; refused publishes (PUBACK
+reason codes): :mod:`~pia_mqtt.mqtt.acks`; health and its log lines:
+:mod:`~pia_mqtt.mqtt.health`.
 """
 
 from __future__ import annotations
@@ -32,12 +35,23 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import MQTTErrorCode
 
 from pia_mqtt import redact
-from pia_mqtt.core.model import Command, Event, Inbox, Snapshot, SyncState, valid_port
+from pia_mqtt.core.model import Command, Event, Inbox, Snapshot
 from pia_mqtt.errors import MqttError
 from pia_mqtt.mqtt import discovery
-from pia_mqtt.mqtt.client import Inbound, build_client, classify_press
+from pia_mqtt.mqtt.acks import Acks
+from pia_mqtt.mqtt.client import (
+    KEEPALIVE,
+    UNSUPPORTED_PROTOCOL,
+    Inbound,
+    build_client,
+    classify_press,
+    downgrade,
+    subscribe,
+    uses_v5,
+)
 from pia_mqtt.mqtt.discovery import OFFLINE, ONLINE, QOS, Topics
 from pia_mqtt.mqtt.health import MqttHealth, redacted_json, utcnow
+from pia_mqtt.mqtt.state import StateTopics
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -48,10 +62,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-KEEPALIVE = 60
 BIRTH_DELAY = 2.0  # HA needs a moment after its birth message before discovery is handled
 CLOSE_TIMEOUT = 2.0
-_AUTH_REASONS = {134, 135}  # Bad user name or password, Not authorized (3.1.1 codes 4, 5)
 
 
 class MqttSink:
@@ -69,7 +81,9 @@ class MqttSink:
         transmission_enabled: bool = False,
         deluge_enabled: bool = False,
         clock: Callable[[], datetime] = utcnow,
+        monotonic: Callable[[], float] = time.monotonic,
         birth_delay: float = BIRTH_DELAY,
+        forget_on_close: bool = False,
     ) -> None:
         if settings.mqtt_host is None:
             raise MqttError("MQTT is off: set MQTT_HOST to the broker's address")
@@ -79,6 +93,7 @@ class MqttSink:
                 raise MqttError(f"{var}: must be a plain topic without + or # (got {value!r})")
         self._settings = settings
         self._inbox = inbox
+        self._forget_on_close = forget_on_close
         self._birth_delay = birth_delay
         self._topics = Topics(topic)
         self._birth_topic = f"{prefix}/status"
@@ -93,7 +108,6 @@ class MqttSink:
             transmission=transmission_enabled,
             deluge=deluge_enabled,
         )
-        self._client = self._make_client(settings)
         self._lock = threading.Lock()
         self._latest: Snapshot | None = None
         self._online = False  # announced on the current connection
@@ -103,9 +117,20 @@ class MqttSink:
         self._pending: list[paho.MQTTMessageInfo] = []
         self._timer: threading.Timer | None = None
         self._subscribe_mid: int | None = None
-        self._health = MqttHealth(
-            inbox, f"MQTT broker {settings.mqtt_host}:{settings.mqtt_port}", clock=clock
+        self._state = StateTopics(
+            self._topics,
+            interval=self._interval,
+            monotonic=monotonic,
+            send=lambda topic, payload: self._send(topic, payload, retain=True),
         )
+        self._health = MqttHealth(
+            inbox,
+            f"MQTT broker {settings.mqtt_host}:{settings.mqtt_port}",
+            clock=clock,
+            monotonic=monotonic,
+        )
+        self._acks = Acks(self._health)
+        self._client = self._make_client(settings)
 
     def _make_client(self, s: Settings) -> paho.Client:
         client = build_client(s)
@@ -114,6 +139,7 @@ class MqttSink:
         client.on_subscribe = self._on_subscribe
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
+        client.on_publish = self._acks.on_publish
         return client
 
     # --- Sink interface (engine thread) -------------------------------------------------
@@ -121,18 +147,21 @@ class MqttSink:
     def start(self) -> None:
         """Connect in the background; never blocks, even when the broker is down."""
         host = self._settings.mqtt_host or ""
+        log.info("connecting to MQTT broker %s:%d", host, self._settings.mqtt_port)
         self._client.will_set(self._topics.availability, OFFLINE, qos=QOS, retain=True)
-        self._client.connect_async(host, self._settings.mqtt_port, keepalive=KEEPALIVE)
+        # clean_start=True on every connection (what clean_session=True is in 3.1.1).
+        self._client.connect_async(
+            host, self._settings.mqtt_port, keepalive=KEEPALIVE, clean_start=True
+        )
         self._client.loop_start()
         self._started = True
-        log.info("connecting to MQTT broker %s:%d", host, self._settings.mqtt_port)
 
     def publish(self, snapshot: Snapshot) -> None:
         """Remember the snapshot and publish it now if connected (else on the next connect)."""
         with self._lock:
             self._latest = snapshot
             if self._online and not self._closing:
-                self._publish_state(snapshot)
+                self._state.publish(snapshot)
 
     def event(self, event: Event) -> None:
         """Publish an event (not retained); events that happen while disconnected are dropped."""
@@ -145,13 +174,19 @@ class MqttSink:
             )
 
     def check(self, snapshot: Snapshot) -> None:
-        """Heartbeat: re-send the state so HA's ``expire_after`` only fires on a hung engine."""
-        self.publish(snapshot)
+        """Heartbeat: re-send the state if nothing went out for 1.25 keep-alive intervals.
+
+        HA's ``expire_after`` (two intervals + 60 s) then fires only on a hung engine.
+        """
+        with self._lock:
+            self._latest = snapshot
+            if self._online and not self._closing and self._state.heartbeat_due():
+                self._state.publish(snapshot, force=True)
 
     @property
     def check_interval(self) -> float | None:
-        """Once per keep-alive interval (see :func:`pia_mqtt.mqtt.discovery.expire_after`)."""
-        return float(self._interval)
+        """Twice per keep-alive interval (see :func:`pia_mqtt.mqtt.discovery.expire_after`)."""
+        return self._interval / 2
 
     @property
     def connected(self) -> bool:
@@ -189,7 +224,14 @@ class MqttSink:
             timer.join()
         if online:
             self.flush(CLOSE_TIMEOUT / 2)
-            info = self._client.publish(self._topics.availability, OFFLINE, qos=QOS, retain=True)
+            # The demo leaves nothing behind (no device in HA, no retained topic), and says
+            # nothing on availability; the daemon says `offline`.
+            last = "" if self._forget_on_close else OFFLINE
+            t = self._topics
+            forget = (self._discovery.topic, t.port, t.status, t.state)
+            for topic in forget if self._forget_on_close else ():
+                self._client.publish(topic, "", qos=QOS, retain=True)
+            info = self._client.publish(self._topics.availability, last, qos=QOS, retain=True)
             try:
                 info.wait_for_publish(CLOSE_TIMEOUT / 2)
             except (RuntimeError, ValueError):
@@ -210,17 +252,9 @@ class MqttSink:
         if info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
             self._pending = [i for i in self._pending if not i.is_published()]
             self._pending.append(info)
+            self._acks.sent(info.mid, topic)
         else:
             log.debug("MQTT publish to %s not sent (%s)", topic, paho.error_string(info.rc))
-
-    def _publish_state(self, snapshot: Snapshot) -> None:
-        # A missing or invalid port leaves the last retained port in place: the topic always
-        # holds the last port that was forwarded; `status` and `state` tell whether it is live.
-        if valid_port(snapshot.port):
-            self._send(self._topics.port, str(snapshot.port), retain=True)
-        self._send(self._topics.status, snapshot.status.value, retain=True)
-        state = json.dumps(redacted_json(snapshot.to_json()))
-        self._send(self._topics.state, state, retain=True)
 
     def _announce(self, *, after_birth: bool = False) -> None:
         with self._lock:
@@ -229,7 +263,7 @@ class MqttSink:
             self._send(self._topics.availability, ONLINE, retain=True)
             self._send(self._discovery.topic, self._discovery.payload, retain=True)
             if self._latest is not None:
-                self._publish_state(self._latest)
+                self._state.publish(self._latest, force=True)
             self._online = True
         if after_birth:
             log.info("re-sent discovery and state after Home Assistant came online")
@@ -243,20 +277,17 @@ class MqttSink:
         self, client: paho.Client, _u: object, _f: object, reason: ReasonCode, _p: object
     ) -> None:
         if reason.is_failure:
-            if reason.value in _AUTH_REASONS:
-                problem = f"the broker refused MQTT_USER/MQTT_PASS ({reason})"
-                self._health.problem(problem, SyncState.AUTH_FAILED)
-            else:
-                self._health.problem(f"the broker refused the connection ({reason})")
+            if reason.value == UNSUPPORTED_PROTOCOL and uses_v5(client):
+                log.info("the MQTT broker does not speak MQTT 5: using MQTT 3.1.1")
+                downgrade(client)  # paho reconnects after its backoff
+                return
+            self._health.refused_connection(reason.value, str(reason))
             return
-        log.info(
-            "connected to MQTT broker %s:%d", self._settings.mqtt_host, self._settings.mqtt_port
-        )
-        topics = [(self._topics.refresh, QOS), (self._topics.new_port, QOS)]
+        self._health.connecting_done(v5=uses_v5(client))
+        wanted = [self._topics.refresh, self._topics.new_port]
         if self._settings.ha_discovery:
-            topics.append((self._birth_topic, QOS))
-        _rc, mid = client.subscribe(topics)
-        self._subscribe_mid = mid
+            wanted.append(self._birth_topic)
+        self._subscribe_mid = subscribe(client, wanted, qos=QOS)
 
     def _on_subscribe(
         self, _c: object, _u: object, mid: int, reasons: list[ReasonCode], _p: object

@@ -50,12 +50,14 @@ class LeaseManager:
         refresh_interval: float,
         watch_interval: float = 2.0,
         events: RouteEvents | None = None,
+        retries: bool = True,
     ) -> None:
         self._engine = engine
         self._pia = pia
         self._finder = finder
         self._store = store
         self._interval = refresh_interval
+        self._retries = retries  # False for `once`: a failure ends the run, say so
         self._gateway: GatewayTarget | None = None
         self._lease: Lease | None = None
         self._failures = 0
@@ -350,6 +352,9 @@ class LeaseManager:
         self._failures += 1
         message = describe(exc)
         delay = retry_delay(exc, self._failures)
+        # A gateway found before the failure stays shown (`once` printed gateway=None).
+        found = self._gateway
+        where = {"gateway": found.address, "hostname": found.hostname} if found else {}
         if forget_gateway(exc, self._failures):
             self._gateway = None
         if isinstance(exc, PiaRefusedError):
@@ -357,14 +362,19 @@ class LeaseManager:
         self._engine.update(
             status=Status.ERROR,
             last_error=message,
-            next_refresh=self._now + timedelta(seconds=delay),
+            next_refresh=self._now + timedelta(seconds=delay) if self._retries else None,
+            **where,
         )
-        self._engine.announce(
-            EventKind.ERROR,
-            f"{message}; retrying in {delay:.0f} s",
-            level=logging.ERROR,
-            retry_in=delay,
-        )
+        if self._retries:
+            self._engine.announce(
+                EventKind.ERROR,
+                f"{message}; retrying in {delay:.0f} s",
+                level=logging.ERROR,
+                retry_in=delay,
+            )
+        else:
+            self._engine.announce(EventKind.ERROR, f"{message}; not retrying (once)",
+                                  level=logging.ERROR)  # fmt: skip
         bound = self._bound_at
         lifetime = PORT_LIFETIME.total_seconds()
         if (

@@ -69,6 +69,7 @@ class PortFilesSink:
         self._data_file = data_file
         self._interval = refresh_interval
         self._written_port: int | None = None
+        self._written: dict[str, Any] | None = None  # the data document, updated_at aside
         self._last_error: str | None = None
 
     @property
@@ -108,7 +109,13 @@ class PortFilesSink:
             atomic_write(self._port_file, f"{snapshot.port}\n")
             self._written_port = snapshot.port
         document = data_document(snapshot, self._interval)
+        content = {k: v for k, v in document.items() if k != "updated_at"}
+        if content == self._written and self._data_file.exists():
+            # Only something the file does not show changed (MQTT's health flapping with a
+            # broker that drops us every second): no write, on what may be an SD card.
+            return
         atomic_write(self._data_file, json.dumps(document, indent=2) + "\n")
+        self._written = content
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ import pytest
 from pia_mqtt import redact
 from pia_mqtt.core.model import Event, EventKind, Snapshot, Status
 from pia_mqtt.errors import ConfigError
-from pia_mqtt.sinks import hook as hook_module
+from pia_mqtt.sinks import hookrun
 from pia_mqtt.sinks.hook import HookSink
 from tests.fixtures.common import RecordingInbox, eventually
 
@@ -366,7 +366,7 @@ def test_background_child_holding_the_output_does_not_hold_the_run(
     Also without pidfd support (kernels before 5.3), where the worker watches the process.
     """
     if not pidfd:
-        monkeypatch.setattr(hook_module, "_pidfd", lambda _pid: None)
+        monkeypatch.setattr(hookrun, "_pidfd", lambda _pid: None)
     hook, inbox, log = make_hook(script, timeout=60, HOOK_MODE="background")
     hook.publish(snap(56000))
     assert hook.drain(30)

@@ -11,14 +11,10 @@ script still sees an unbroken old -> new chain.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-import selectors
-import signal
 import subprocess
 import threading
-import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -27,6 +23,7 @@ from pia_mqtt.checks import split_command  # shared with settings: check-config 
 from pia_mqtt.core.model import Event, EventKind, Inbox, Snapshot, valid_port
 from pia_mqtt.settings import SECRET_FIELDS
 from pia_mqtt.sinks import reaper
+from pia_mqtt.sinks.hookrun import KEEP_BYTES, HookResult, collect, kill_group, not_started
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -39,26 +36,9 @@ VARIABLE = "PORT_CHANGE_COMMAND"
 HIDDEN_ENV = frozenset(name.upper() for name in SECRET_FIELDS)
 LOG_OUTPUT_LIMIT = 4000
 EVENT_OUTPUT_LIMIT = 1000
-_KEEP_BYTES = 16 * 1024
 # Shutdown gives every close about 0.7 s (core/closing.py, 2 s in all): a running hook
 # gets this long, then its process group is killed, so no hook outlives the daemon.
 _CLOSE_GRACE = 0.3
-
-
-@dataclass(frozen=True)
-class HookResult:
-    """One run: ``exit_code`` is None when it never started or had to be killed."""
-
-    exit_code: int | None
-    reason: str  # ok, exit_status, killed, timeout, not_found, not_executable, error
-    detail: str
-    output: str
-    output_bytes: int
-
-    @property
-    def ok(self) -> bool:
-        """Whether the command ran and exited with status 0."""
-        return self.reason == "ok"
 
 
 # PIA_PORT_REASON values.
@@ -165,7 +145,7 @@ class HookSink:
                 proc = self._proc
             if proc is not None:
                 log.warning("stopping: killing %s, still running", VARIABLE)
-                _kill_group(proc)
+                kill_group(proc)
             self._thread.join(timeout=_CLOSE_GRACE)
 
     def _work(self) -> None:
@@ -214,45 +194,27 @@ class HookSink:
                 )
                 running.add(proc.pid)
         except FileNotFoundError:
-            return _not_started(
+            return not_started(
                 "not_found",
                 f"{program!r} (or its #! interpreter) not found: give {VARIABLE} a full "
                 "path or a command on PATH (for shell syntax use sh -c '...')",
             )
         except PermissionError:
-            return _not_started(
+            return not_started(
                 "not_executable",
                 f"{program!r} is not executable: chmod +x "
                 f"it or start {VARIABLE} with its interpreter",
             )
         except OSError as exc:
-            return _not_started("error", f"cannot run {program!r}: {redact.describe(exc)}")
+            return not_started("error", f"cannot run {program!r}: {redact.describe(exc)}")
         with self._cond:
             self._proc = proc
         try:
-            return self._collect(proc, program)
+            return collect(proc, program, self._timeout)
         finally:
             with self._cond:
                 self._proc = None
             reaper.finished(proc.pid)
-
-    def _collect(self, proc: subprocess.Popen[bytes], program: str) -> HookResult:
-        tail, total, timed_out = _read_until_exit(proc, self._timeout)
-        if timed_out:
-            _kill_group(proc)
-        code = proc.wait()
-        output = redact.redact(tail.decode("utf-8", errors="replace")).strip()
-        if timed_out:
-            detail = f"{program!r} did not finish within {self._timeout:g} s and was killed"
-            return HookResult(None, "timeout", detail, output, total)
-        if code < 0:
-            detail = f"{program!r} was killed by {_signal_name(-code)}"
-            return HookResult(code, "killed", detail, output, total)
-        if code:
-            return HookResult(
-                code, "exit_status", f"{program!r} exited with status {code}", output, total
-            )
-        return HookResult(0, "ok", f"{program!r} exited with status 0", output, total)
 
     def _report(self, run: _Run, old: int | None, result: HookResult) -> None:
         port = run.port
@@ -267,80 +229,8 @@ class HookSink:
             "reason": result.reason,
             "output": result.output[-EVENT_OUTPUT_LIMIT:],
             "output_truncated": len(result.output) > EVENT_OUTPUT_LIMIT
-            or result.output_bytes > _KEEP_BYTES,
+            or result.output_bytes > KEEP_BYTES,
         }
         kind = EventKind.HOOK_RAN if result.ok else EventKind.HOOK_FAILED
         message = f"{VARIABLE} for port {port}: {result.detail}"
         self._inbox.emit(Event(kind, self._clock(), message, port=port, data=data))
-
-
-def _not_started(reason: str, detail: str) -> HookResult:
-    return HookResult(None, reason, detail, "", 0)
-
-
-def _read_until_exit(proc: subprocess.Popen[bytes], timeout: float) -> tuple[bytes, int, bool]:
-    """Keep the last output bytes until the process exits; True if ``timeout`` ran out.
-
-    Waits on the pipe and on a pidfd together: a background child that inherited the pipe
-    must not hold the run open after the command itself has exited.
-    """
-    assert proc.stdout is not None  # noqa: S101 - Popen was given stdout=PIPE
-    fd = proc.stdout.fileno()
-    tail = bytearray()
-    total = 0
-    deadline = time.monotonic() + timeout
-    pidfd = _pidfd(proc.pid)
-    pipe_open, exited = True, False
-    try:
-        with selectors.DefaultSelector() as selector:
-            selector.register(fd, selectors.EVENT_READ)
-            if pidfd is not None:
-                selector.register(pidfd, selectors.EVENT_READ)
-            while pipe_open or not exited:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return bytes(tail), total, proc.poll() is None
-                # Once it exited, take only what is already there; without a pidfd, look
-                # at the process every 0.2 s.
-                wait = 0 if exited else remaining if pidfd is not None else min(remaining, 0.2)
-                ready = {key.fd for key, _ in selector.select(wait)}
-                if fd in ready:
-                    chunk = os.read(fd, 65536)
-                    total += len(chunk)
-                    tail += chunk
-                    del tail[:-_KEEP_BYTES]
-                    if not chunk:
-                        selector.unregister(fd)
-                        pipe_open = False
-                elif exited:
-                    break
-                if not exited and (pidfd in ready or (pidfd is None and proc.poll() is not None)):
-                    exited = True
-                    if pidfd is not None:
-                        selector.unregister(pidfd)
-            return bytes(tail), total, False
-    finally:
-        proc.stdout.close()
-        if pidfd is not None:
-            os.close(pidfd)
-
-
-def _pidfd(pid: int) -> int | None:
-    try:
-        return os.pidfd_open(pid)
-    except (AttributeError, OSError):
-        return None
-
-
-def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    if proc.returncode is not None:
-        return  # already reaped: its pid (and group id) may belong to someone else now
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)
-
-
-def _signal_name(number: int) -> str:
-    try:
-        return signal.Signals(number).name
-    except ValueError:
-        return f"signal {number}"

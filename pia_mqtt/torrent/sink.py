@@ -10,8 +10,8 @@ does all HTTP. Pending work coalesces: only the latest wanted port matters. Afte
 attempt the worker reports the sink's health to the engine's inbox and emits an event when
 it changed the port or when a new kind of failure starts.
 
-Wrong credentials latch: nothing is sent to qBittorrent until ``auth_retry`` has passed on
-the injected clock, and after ``max_failed_logins`` refused logins the sink stops logging
+Wrong credentials latch (with the health reports, in :mod:`pia_mqtt.torrent.outcome`):
+nothing is sent to qBittorrent until ``auth_retry`` has passed on the injected clock, and after ``max_failed_logins`` refused logins the sink stops logging
 in altogether. qBittorrent 4.x/5.x ban an IP after 5 refused logins and never forget a
 failure until a successful login or the ban (Transmission may lock its RPC for everyone
 after 100), so a daemon retrying forever would lock the user out of their own client.
@@ -22,11 +22,13 @@ from __future__ import annotations
 import logging
 import threading
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol
 
-from pia_mqtt.core.model import Event, EventKind, Inbox, SinkHealth, Snapshot, SyncState, valid_port
+from pia_mqtt.core.model import Event, Inbox, Snapshot, SyncState, valid_port
 from pia_mqtt.errors import TorrentAuthError, TorrentBannedError, TorrentClientError
-from pia_mqtt.redact import describe
+from pia_mqtt.torrent.outcome import Outcomes, ReportsConnectivity
+
+__all__ = ["DEFAULT_MAX_FAILED_LOGINS", "ReportsConnectivity", "TorrentClient", "TorrentSink"]
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -74,14 +76,6 @@ class TorrentClient(Protocol):
         """Release connections."""
 
 
-@runtime_checkable
-class ReportsConnectivity(Protocol):
-    """A client that can tell whether peers reach it (qBittorrent's ``connection_status``)."""
-
-    def connection_status(self) -> str | None:
-        """The client's own word (``connected``, ``firewalled`` ...), None if unknown."""
-
-
 class TorrentSink:
     """Mirror the forwarded port into one torrent client from a worker thread (owns it)."""
 
@@ -99,13 +93,7 @@ class TorrentSink:
         self._client = client
         self.name = client.name
         self._label = client.label
-        self._synced_kind = EventKind(f"{client.name}_synced")
-        self._failed_kind = EventKind(f"{client.name}_failed")
-        self._inbox = inbox
         self._check_interval = float(check_interval)
-        self._clock = clock
-        self._auth_retry = auth_retry
-        self._max_failed_logins = max_failed_logins
         self._close_timeout = close_timeout
         # Shared with the engine thread, guarded by _cond.
         self._cond = threading.Condition()
@@ -116,12 +104,15 @@ class TorrentSink:
         self._pending = False
         self._busy = False
         self._stopping = False
-        # Worker-thread state.
-        self._health: SinkHealth | None = None
-        self._last_sync: datetime | None = None
-        self._failure: tuple[SyncState, str] | None = None
-        self._retry_at: datetime | None = None
-        self._gave_up = False
+        # Worker-thread state: health, failures and the login latch.
+        self._outcomes = Outcomes(
+            client,
+            inbox,
+            clock=clock,
+            auth_retry=auth_retry,
+            max_failed_logins=max_failed_logins,
+            confirmed=self._confirmed_port,
+        )
         self._thread = threading.Thread(target=self._run, name=f"{client.name}-sink", daemon=True)
         self._thread.start()
 
@@ -199,7 +190,7 @@ class TorrentSink:
         return True
 
     def _sync(self, wanted: int, *, reapply: bool = False) -> None:
-        if self._latched():
+        if self._outcomes.latched():
             return
         try:
             current = self._client.listen_port()
@@ -213,123 +204,30 @@ class TorrentSink:
                     raise
                 self._set_confirmed(confirmed)
                 log.info("%s listens on port %s again (tunnel changed)", self._label, confirmed)
-                self._succeeded(confirmed, previous=None)
+                self._outcomes.succeeded(confirmed, previous=None)
                 return
             if current == wanted:
-                self._succeeded(wanted, previous=None)
+                self._outcomes.succeeded(wanted, previous=None)
                 return
             try:
                 confirmed = self._client.set_listen_port(wanted)
             except (TorrentAuthError, TorrentBannedError):
                 raise
             except TorrentClientError as exc:
-                self._failed(SyncState.OUT_OF_SYNC, exc, wanted)
+                self._outcomes.failed(SyncState.OUT_OF_SYNC, exc, wanted)
                 return
             self._set_confirmed(confirmed)
-            self._succeeded(confirmed, previous=current)
+            self._outcomes.succeeded(confirmed, previous=current)
         except (TorrentAuthError, TorrentBannedError) as exc:
-            self._auth_failed(exc, wanted)
+            self._outcomes.auth_failed(exc, wanted)
         except TorrentClientError as exc:
-            self._failed(SyncState.UNREACHABLE, exc, wanted)
-
-    def _latched(self) -> bool:
-        """While latched nothing is sent; the auth_failed health is reported again."""
-        if not self._gave_up and (self._retry_at is None or self._clock() >= self._retry_at):
-            return False
-        if self._health is not None:
-            self._inbox.report(self.name, self._health)
-        return True
+            self._outcomes.failed(SyncState.UNREACHABLE, exc, wanted)
 
     def _set_confirmed(self, port: int) -> None:
         # A client may report 0 (random port) or junk: only a valid port is "confirmed".
         with self._cond:
             self._confirmed = port if valid_port(port) else None
 
-    def _report(self, health: SinkHealth) -> None:
-        self._health = health
-        self._inbox.report(self.name, health)
-
-    def _succeeded(self, port: int, *, previous: int | None) -> None:
-        recovered = self._failure is not None
-        self._failure = None
-        self._retry_at = None
-        now = self._clock()
-        self._last_sync = now
-        self._report(
-            SinkHealth(state=SyncState.IN_SYNC, port=port, last_sync=now, details=self._details())
-        )
-        if previous is not None:
-            message = f"{self._label} listen port set to {port} (was {previous})"
-            log.info("%s", message)
-            self._inbox.emit(
-                Event(
-                    kind=self._synced_kind,
-                    at=now,
-                    message=message,
-                    port=port,
-                    data={"previous_port": previous},
-                )
-            )
-        elif recovered:
-            log.info("%s is in sync again: it listens on port %s", self._label, port)
-
-    def _details(self) -> tuple[tuple[str, str], ...]:
-        """Read the client's connection status (information only: nothing acts on it)."""
-        if not isinstance(self._client, ReportsConnectivity):
-            return ()
-        try:
-            status = self._client.connection_status()
-        except TorrentClientError as exc:
-            log.debug("%s: connection status not read: %s", self._label, describe(exc))
-            return ()
-        return (("connection_status", status),) if status is not None else ()
-
-    def _failed(self, state: SyncState, exc: TorrentClientError, wanted: int) -> None:
-        self._fail(state, describe(exc), type(exc).__name__, wanted)
-
-    def _fail(
-        self, state: SyncState, message: str, kind: str, wanted: int, *, level: int | None = None
-    ) -> None:
+    def _confirmed_port(self) -> int | None:
         with self._cond:
-            confirmed = self._confirmed
-        self._report(
-            SinkHealth(state=state, port=confirmed, last_sync=self._last_sync, error=message)
-        )
-        key = (state, kind)
-        if key == self._failure:
-            log.debug("%s still failing: %s", self._label, message)
-            return
-        self._failure = key
-        log.log(level if level is not None else logging.WARNING, "%s", message)
-        self._inbox.emit(
-            Event(
-                kind=self._failed_kind,
-                at=self._clock(),
-                message=message,
-                port=wanted,
-                data={"state": state.value},
-            )
-        )
-
-    def _auth_failed(self, exc: TorrentClientError, wanted: int) -> None:
-        message = describe(exc)
-        if isinstance(exc, TorrentBannedError):
-            kind = "banned"  # a banned login is not counted by the client: retry later
-            self._retry_at = self._clock() + self._auth_retry
-        elif self._client.failed_logins >= self._max_failed_logins:
-            kind = "gave_up"
-            self._gave_up = True
-            message += (
-                f"; gave up after {self._client.failed_logins} refused logins so that "
-                f"{self._label} does not lock this IP out: fix {self._client.credentials} "
-                "and restart pia-mqtt"
-            )
-        else:
-            kind = "auth"
-            self._retry_at = self._clock() + self._auth_retry
-            message += f"; next login attempt in {self._auth_retry.total_seconds():g} s"
-        # ERROR once when auth starts failing; later changes (ban, giving up) as warnings.
-        level = logging.ERROR
-        if self._failure is not None and self._failure[0] is SyncState.AUTH_FAILED:
-            level = logging.WARNING
-        self._fail(SyncState.AUTH_FAILED, message, kind, wanted, level=level)
+            return self._confirmed

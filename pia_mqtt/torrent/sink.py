@@ -11,10 +11,11 @@ attempt the worker reports the sink's health to the engine's inbox and emits an 
 it changed the port or when a new kind of failure starts.
 
 Wrong credentials latch (with the health reports, in :mod:`pia_mqtt.torrent.outcome`):
-nothing is sent to qBittorrent until ``auth_retry`` has passed on the injected clock, and after ``max_failed_logins`` refused logins the sink stops logging
-in altogether. qBittorrent 4.x/5.x ban an IP after 5 refused logins and never forget a
-failure until a successful login or the ban (Transmission may lock its RPC for everyone
-after 100), so a daemon retrying forever would lock the user out of their own client.
+nothing is sent to qBittorrent until ``auth_retry`` has passed on the injected clock, and
+after ``max_failed_logins`` refused logins the sink stops logging in altogether. qBittorrent
+4.x/5.x ban an IP after 5 refused logins and never forget a failure until a successful login
+or the ban (Transmission may lock its RPC for everyone after 100), so a daemon retrying
+forever would lock the user out of their own client.
 """
 
 from __future__ import annotations

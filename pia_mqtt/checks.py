@@ -12,13 +12,15 @@ import os
 import re
 import shlex
 import ssl
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from pia_mqtt import redact
 from pia_mqtt.atomic import UnsafeFileError, read_regular
 from pia_mqtt.errors import ConfigError
 
 if TYPE_CHECKING:
+    from collections.abc import Collection
     from pathlib import Path
 
     from pia_mqtt.settings import Settings
@@ -174,6 +176,21 @@ def command_problem(command_line: str) -> str | None:
     return None
 
 
+_PATTERN_HINTS = {"log_level": "must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL"}
+
+
+def field_problem(err: Any, secret_fields: Collection[str]) -> str:
+    """One pydantic validation error as a line naming the variable (secret values not shown)."""
+    field = str(err["loc"][0]) if err["loc"] else "?"
+    name = field.upper()
+    message = err["msg"]
+    if err.get("type") == "string_pattern_mismatch" and field in _PATTERN_HINTS:
+        message = _PATTERN_HINTS[field]  # not the raw regular expression
+    if field in secret_fields:
+        return f"{name}: {message}"
+    return f"{name}: {message} (got {redact.redact(err.get('input'))!r})"
+
+
 def pia_problems(s: Settings) -> list[str]:
     """PIA_CA_CERT (a loadable certificate) and PIA_HOSTNAME (a server name)."""
     problems: list[str] = []
@@ -183,6 +200,38 @@ def pia_problems(s: Settings) -> list[str]:
         problems.append(
             f"PIA_HOSTNAME: {s.pia_hostname!r} is not a valid server name (such as milano402); "
             "unset it to learn the name from the gateway's certificate"
+        )
+    return problems
+
+
+def sweep_problems(s: Settings) -> list[str]:
+    """GATEWAY_SWEEP: a range of the N in 10.N.0.1 within 0-255, or off."""
+    octets = s.sweep_octets
+    if octets is None or 0 <= octets.start < octets.stop <= 256:
+        return []
+    problem = (
+        "GATEWAY_SWEEP: a range of N within 0-255 such as 0-255 or 13-13, or off "
+        f"(got {s.gateway_sweep!r})"
+    )
+    return [problem]
+
+
+def peer_problems(s: Settings) -> list[str]:
+    """The URLs of the torrent clients, gluetun and PIA's token endpoint; DELUGE_PASS."""
+    problems: list[str] = []
+    for name, url in (
+        ("QBITTORRENT_HOST", s.qbittorrent_host),
+        ("TRANSMISSION_URL", s.transmission_url),
+        ("DELUGE_URL", s.deluge_url),
+        ("GLUETUN_CONTROL_URL", s.gluetun_control_url),
+        ("PIA_TOKEN_URL", s.pia_token_url),
+    ):
+        if url is not None and (problem := url_problem(name, url)):
+            problems.append(problem)
+    if s.deluge_url is not None and s.deluge_pass is None:
+        problems.append(
+            "DELUGE_PASS: required with DELUGE_URL (or DELUGE_PASS_FILE): the Web UI's "
+            "password, 'deluge' until it is changed"
         )
     return problems
 

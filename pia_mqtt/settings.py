@@ -194,20 +194,6 @@ class Settings(BaseModel):
         return shown
 
 
-_PATTERN_HINTS = {"log_level": "must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL"}
-
-
-def _field_problem(err: Any) -> str:
-    field = str(err["loc"][0]) if err["loc"] else "?"
-    name = field.upper()
-    message = err["msg"]
-    if err.get("type") == "string_pattern_mismatch" and field in _PATTERN_HINTS:
-        message = _PATTERN_HINTS[field]  # not the raw regular expression
-    if field in SECRET_FIELDS:
-        return f"{name}: {message}"
-    return f"{name}: {message} (got {redact.redact(err.get('input'))!r})"
-
-
 def _read_secret_files(values: Settings, problems: list[str]) -> dict[str, SecretStr]:
     resolved: dict[str, SecretStr] = {}
     for name in SECRET_FIELDS:
@@ -237,27 +223,7 @@ def _cross_checks(s: Settings, *, require_credentials: bool) -> list[str]:
             problems.append("PIA_USER: required (your PIA username, p1234567)")
         if s.pia_pass is None:
             problems.append("PIA_PASS: required (or PIA_PASS_FILE)")
-    problems += checks.pia_problems(s)
-    octets = s.sweep_octets
-    if octets is not None and not (0 <= octets.start < octets.stop <= 256):
-        problems.append(
-            f"GATEWAY_SWEEP: a range of N within 0-255 such as 0-255 or 13-13, or off "
-            f"(got {s.gateway_sweep!r})"
-        )
-    for name, url in (
-        ("QBITTORRENT_HOST", s.qbittorrent_host),
-        ("TRANSMISSION_URL", s.transmission_url),
-        ("DELUGE_URL", s.deluge_url),
-        ("GLUETUN_CONTROL_URL", s.gluetun_control_url),
-        ("PIA_TOKEN_URL", s.pia_token_url),
-    ):
-        if url is not None and (problem := checks.url_problem(name, url)):
-            problems.append(problem)
-    if s.deluge_url is not None and s.deluge_pass is None:
-        problems.append(
-            "DELUGE_PASS: required with DELUGE_URL (or DELUGE_PASS_FILE): the Web UI's "
-            "password, 'deluge' until it is changed"
-        )
+    problems += checks.pia_problems(s) + checks.sweep_problems(s) + checks.peer_problems(s)
     return problems + checks.local_problems(s) + checks.mqtt_problems(s)
 
 
@@ -307,7 +273,7 @@ def load_settings(*, require_credentials: bool = True) -> Settings:
     try:
         settings = Settings.model_validate(from_env())
     except ValidationError as exc:
-        problems += [_field_problem(e) for e in exc.errors()]
+        problems += [checks.field_problem(e, SECRET_FIELDS) for e in exc.errors()]
         # Check the rest too, with the bad fields at their defaults, so that one run
         # reports every problem.
         fields = Settings.model_fields

@@ -29,17 +29,11 @@ from pydantic import ValidationError
 
 from pia_mqtt import limits
 from pia_mqtt.core.model import valid_port
-from pia_mqtt.errors import (
-    QbittorrentAuthError,
-    QbittorrentBannedError,
-    QbittorrentUnavailableError,
-)
+from pia_mqtt.errors import QbittorrentUnavailableError
 from pia_mqtt.redact import redact, register
 from pia_mqtt.torrent import qbittorrent_replies as replies
 
 log = logging.getLogger(__name__)
-
-_CREDENTIALS_HINT = "check QBITTORRENT_USER and QBITTORRENT_PASS"
 
 
 class QbittorrentClient:
@@ -97,12 +91,7 @@ class QbittorrentClient:
         if self._api_key is not None:
             raise replies.key_refused(self.host, "logging in")
         if self._password is None:
-            raise QbittorrentAuthError(
-                f"qBittorrent at {self.host} asks for a login but QBITTORRENT_PASS is not "
-                "set: set QBITTORRENT_PASS (and QBITTORRENT_USER), or allow this client in "
-                "qBittorrent's 'Bypass authentication for clients on localhost/in whitelisted "
-                "IP subnets'"
-            )
+            raise replies.no_password(self.host)
         self.logins += 1
         reply = self._send(
             "POST",
@@ -116,19 +105,12 @@ class QbittorrentClient:
             log.debug("logged in to qBittorrent at %s", self.host)
             return
         if reply.status_code == 403:
-            raise QbittorrentBannedError(
-                f"qBittorrent at {self.host} has banned this client's IP after too many failed "
-                f"logins (403 on login) until its Web UI ban duration is over; meanwhile "
-                f"{_CREDENTIALS_HINT}"
-            )
+            raise replies.banned(self.host)
         if reply.status_code == 401 and self._host_header_rejected():
             raise replies.host_header_error(self.host, "logging in")
         if reply.status_code == 401 or (reply.status_code == 200 and body == "Fails."):
             self.failed_logins += 1
-            raise QbittorrentAuthError(
-                f"qBittorrent at {self.host} refused the login for user "
-                f"{redact(self._username)!r}: {_CREDENTIALS_HINT}"
-            )
+            raise replies.login_refused(self.host, self._username)
         raise replies.unexpected(self.host, reply, "logging in")
 
     def version(self) -> str:

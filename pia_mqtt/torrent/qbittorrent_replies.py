@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict
 from pia_mqtt.errors import (
     QbittorrentApiKeyUnsupportedError,
     QbittorrentAuthError,
+    QbittorrentBannedError,
     QbittorrentHostHeaderError,
     QbittorrentUnavailableError,
 )
@@ -29,6 +30,7 @@ API_KEY_WEBAPI = (2, 14, 1)
 # since qBittorrent started, or a peer has come in (qBittorrent's transfercontroller.cpp).
 CONNECTION_STATES = ("connected", "firewalled", "disconnected")
 _ERRNO_RE = re.compile(r"\[Errno -?\d+\] ([^'\")]+)")
+_CREDENTIALS_HINT = "check QBITTORRENT_USER and QBITTORRENT_PASS"
 
 
 class Preferences(BaseModel):
@@ -58,6 +60,33 @@ def webapi_version(host: str, reply: requests.Response) -> tuple[int, ...]:
             f"qBittorrent at {host} sent a Web API version that is not a version "
             f"({redact(text[:40])!r}); check QBITTORRENT_HOST points at qBittorrent's Web UI"
         ) from None
+
+
+def no_password(host: str) -> QbittorrentAuthError:
+    """A login is asked for and there is no password to give."""
+    return QbittorrentAuthError(
+        f"qBittorrent at {host} asks for a login but QBITTORRENT_PASS is not "
+        "set: set QBITTORRENT_PASS (and QBITTORRENT_USER), or allow this client in "
+        "qBittorrent's 'Bypass authentication for clients on localhost/in whitelisted "
+        "IP subnets'"
+    )
+
+
+def banned(host: str) -> QbittorrentBannedError:
+    """A 403 to the login: qBittorrent banned this IP."""
+    return QbittorrentBannedError(
+        f"qBittorrent at {host} has banned this client's IP after too many failed "
+        f"logins (403 on login) until its Web UI ban duration is over; meanwhile "
+        f"{_CREDENTIALS_HINT}"
+    )
+
+
+def login_refused(host: str, username: str) -> QbittorrentAuthError:
+    """Wrong user or password (401, or 4.x's ``200 Fails.``)."""
+    return QbittorrentAuthError(
+        f"qBittorrent at {host} refused the login for user "
+        f"{redact(username)!r}: {_CREDENTIALS_HINT}"
+    )
 
 
 def key_refused(host: str, doing: str) -> QbittorrentAuthError:

@@ -853,7 +853,8 @@ def test_installed_wheel_healthcheck_fails_on_a_fresh_install(installed: Path) -
 WORKFLOWS = ROOT / ".github" / "workflows"
 IMAGE = f"ghcr.io/pia-mqtt/pia-mqtt:{__version__}"
 # An image reference of ours with a tag, wherever it is written (docs, YAML, comments).
-_OUR_IMAGE = re.compile(r"[A-Za-z0-9./_-]*pia-mqtt:[0-9][A-Za-z0-9.]*")
+# A tag is a version (0.1.0): "pia-mqtt:8976" is a host and port, not an image.
+_OUR_IMAGE = re.compile(r"[A-Za-z0-9./_-]*pia-mqtt:[0-9]+\.[0-9][A-Za-z0-9.]*")
 
 
 def _actionlint() -> str:

@@ -63,7 +63,7 @@ def test_orphans_of_the_hook_are_reaped_when_pia_mqtt_is_pid_1(
         daemon = eventually(lambda: _children(proc.pid), timeout=10)[0]
         eventually(lambda: "exited with status 3" in log_path.read_text(), timeout=30)
         time.sleep(0.6)  # the background sleeps end and are handed to PID 1
-        eventually(lambda: [c for c in _children(daemon) if _state(c) == "Z"] == [], timeout=5)
+        eventually(lambda: [c for c in _children(daemon) if _state(c) == "Z"] == [], timeout=20)
         os.kill(daemon, signal.SIGTERM)
         assert 0 == proc.wait(timeout=5)
     finally:

@@ -115,7 +115,7 @@ def test_bad_http_settings_name_the_variable(
     assert [p for p in caught.value.problems if p.startswith(problem)]
 
 
-def wired_sinks(tmp_path: Path, *, serve_http: bool = True, **extra: Any) -> list[str]:
+def wired_sinks(tmp_path: Path, *, once: bool = False, **extra: Any) -> list[str]:
     """The sink names build_engine wires for these settings."""
     from pia_mqtt.wiring import build_engine
 
@@ -123,7 +123,7 @@ def wired_sinks(tmp_path: Path, *, serve_http: bool = True, **extra: Any) -> lis
         pia_user="p1", pia_pass="x" * 8, port_file=tmp_path / "p", port_data_file=tmp_path / "d",
         state_file=tmp_path / "s", **extra,
     )  # fmt: skip
-    engine = build_engine(settings, once=not serve_http)
+    engine = build_engine(settings, once=once)
     try:
         return [s.name for s in engine.sinks]
     finally:
@@ -133,7 +133,7 @@ def wired_sinks(tmp_path: Path, *, serve_http: bool = True, **extra: Any) -> lis
 def test_nothing_listens_without_http_port(tmp_path: Path) -> None:
     """Without HTTP_PORT there is no HTTP sink; `once` never serves either."""
     assert "http" not in wired_sinks(tmp_path)
-    assert "http" not in wired_sinks(tmp_path, serve_http=False, http_port=8976)
+    assert "http" not in wired_sinks(tmp_path, once=True, http_port=8976)
 
 
 def test_http_port_adds_the_endpoint(tmp_path: Path) -> None:

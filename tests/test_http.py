@@ -123,7 +123,7 @@ def wired_sinks(tmp_path: Path, *, serve_http: bool = True, **extra: Any) -> lis
         pia_user="p1", pia_pass="x" * 8, port_file=tmp_path / "p", port_data_file=tmp_path / "d",
         state_file=tmp_path / "s", **extra,
     )  # fmt: skip
-    engine = build_engine(settings, serve_http=serve_http)
+    engine = build_engine(settings, once=not serve_http)
     try:
         return [s.name for s in engine.sinks]
     finally:

@@ -23,22 +23,27 @@ Decisions, in one place:
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from pia_mqtt.core.engine import Engine
 from pia_mqtt.core.model import Command, EventKind, GatewayTarget, Status
-from pia_mqtt.errors import GatewayNotFoundError, OutputError, PiaMqttError, PiaRefusedError
+from pia_mqtt.errors import PiaMqttError, PiaRefusedError
+from pia_mqtt.pia.binding import BindingSteps
+from pia_mqtt.pia.failures import FailureHandling
 from pia_mqtt.pia.interfaces import Finder, PiaApi, RouteEvents
-from pia_mqtt.pia.lease import Lease, LeaseStore, clock_warning
+from pia_mqtt.pia.lease import Lease, LeaseStore
+from pia_mqtt.pia.moves import GatewayMoves
 from pia_mqtt.pia.netwatch import NetworkWatch
-from pia_mqtt.pia.retry import PORT_LIFETIME, forget_gateway, retry_delay
-from pia_mqtt.redact import describe
 
 log = logging.getLogger(__name__)
 
 
-class LeaseManager:
-    """The controller for ``PORT_SOURCE=pia``."""
+class LeaseManager(BindingSteps, GatewayMoves, FailureHandling):
+    """The controller for ``PORT_SOURCE=pia``.
+
+    Its jobs are here; their steps are mixed in: renewal and binding (:mod:`.binding`),
+    the reaction to the gateway watch (:mod:`.moves`) and failure handling (:mod:`.failures`).
+    """
 
     def __init__(
         self,
@@ -190,203 +195,3 @@ class LeaseManager:
             self.acquire()
         except PiaMqttError as exc:
             self._failed(exc)
-
-    def network_changed(self) -> None:
-        """Routes or addresses changed: detect again (no preference for the saved gateway)."""
-        self._saved_gateway = None
-        self._tunnel_changed = True
-        if self._gateway is None:
-            # Waiting out a backoff (or never found one): the network changed, so try now.
-            self.acquire()
-            return
-        if self._watch.untouched(self._gateway.address):
-            # Another network changed (a container started on a host-network setup).
-            log.debug("Routes changed, not the way to gateway %s", self._gateway.address)
-            self._tunnel_changed = False
-            return
-        try:
-            gateway = self._finder.find()
-        except GatewayNotFoundError as exc:
-            self._failed(exc)
-            return
-        finally:
-            self._watch.confirm()
-        if (gateway.address, gateway.hostname) == (self._gateway.address, self._gateway.hostname):
-            # Same server, but the tunnel went down and up (a VPN reconnect): bind now and
-            # re-apply the port to the sinks (acquire, not keepalive: no second digest check).
-            self._gateway = gateway
-            self.acquire()
-            return
-        self._moved(gateway)
-
-    # -- steps --------------------------------------------------------------------------------
-    def _detect(self) -> GatewayTarget:
-        self._watch.mark()
-        try:
-            gateway = self._finder.find(saved=self._saved_gateway)
-        finally:
-            self._watch.confirm()
-        self._saved_gateway = None
-        self._gateway = gateway
-        previous = self._engine.snapshot.gateway
-        if previous is not None and previous != gateway.address:
-            self._engine.announce(
-                EventKind.GATEWAY_CHANGED,
-                f"Gateway changed from {previous} to {gateway.address} ({gateway.hostname})",
-                old_gateway=previous,
-                gateway=gateway.address,
-            )
-        return gateway
-
-    def _moved(self, gateway: GatewayTarget, *, rebind: bool = True) -> None:
-        old = self._gateway
-        self._gateway = gateway
-        self._engine.announce(
-            EventKind.GATEWAY_CHANGED,
-            f"Gateway changed from {old.address if old else 'none'} to {gateway.address} "
-            f"({gateway.hostname}): binding the saved signature there",
-            old_gateway=old.address if old else None,
-            gateway=gateway.address,
-        )
-        self._engine.update(
-            gateway=gateway.address, hostname=gateway.hostname, status=Status.ACQUIRING
-        )
-        if rebind:
-            self.acquire()
-
-    def _renewal_due(self, lease: Lease) -> bool:
-        """Whether to replace the lease now: inside the margin, unless the clock is suspect."""
-        return lease is not self._clock_suspect and not lease.usable(self._now)
-
-    def _new_lease(self, gateway: GatewayTarget) -> None:
-        token = self._pia.get_token()
-        lease = self._pia.get_signature(gateway, token)
-        self._lease = lease
-        log.info(
-            "New signature from %s: port %d, valid until %s",
-            gateway.address,
-            lease.port,
-            lease.expires_at.isoformat(),
-        )
-        now = self._now
-        if not lease.usable(now):
-            self._clock_suspect = lease
-            if not self._clock_warned:
-                self._clock_warned = True
-                log.warning("%s", clock_warning(lease, now))
-        self._save(lease)
-
-    def _save(self, lease: Lease) -> None:
-        try:
-            self._store.save(lease, gateway=self._gateway)
-        except OutputError as exc:
-            # The port still works; only the next restart would get a new one. Retried after
-            # every bind until it works (disk full, folder removed), logged once.
-            message = describe(exc)
-            if message != self._save_error:
-                log.error("%s (STATE_FILE); the port will change on the next restart", message)
-            self._save_error = message
-            return
-        if self._save_error is not None:
-            log.info("Saved lease written again to %s", self._store.path)
-        self._saved, self._save_error = lease, None
-        if self._gateway is not None:
-            self._stored_gateway = (self._gateway.address, self._gateway.hostname)
-
-    def _drop_lease(self) -> None:
-        self._lease = self._saved = None
-        try:
-            self._store.clear()
-        except OutputError as exc:
-            log.error("%s (STATE_FILE)", describe(exc))
-
-    def _bind(self, gateway: GatewayTarget) -> None:
-        lease = self._lease
-        assert lease is not None  # noqa: S101 - callers ensure a lease
-        self._pia.bind(gateway, lease)
-        stored = (gateway.address, gateway.hostname)
-        if (
-            lease is not self._saved
-            or stored != self._stored_gateway
-            or not self._store.path.exists()
-        ):
-            self._save(lease)
-        now = self._now
-        previous = self._engine.snapshot
-        last_port = self._engine.last_port
-        recovered = previous.status is not Status.ACTIVE
-        self._failures = 0
-        self._retry_at = None
-        self._bound_at = self._engine.monotonic()
-        self._lost_announced = False
-        self._watch.bound(gateway.address)
-        self._engine.update(
-            status=Status.ACTIVE,
-            port=lease.port,
-            gateway=gateway.address,
-            hostname=gateway.hostname,
-            expires_at=lease.expires_at,
-            last_refresh=now,
-            next_refresh=now + timedelta(seconds=self._interval),
-            last_error=None,
-        )
-        tunnel_changed, self._tunnel_changed = self._tunnel_changed, False
-        if last_port != lease.port:
-            self._engine.announce(
-                EventKind.PORT_CHANGED,
-                f"Port {lease.port} bound on {gateway.address}"
-                + (f" (was {last_port})" if last_port else ""),
-                old_port=last_port,
-            )
-        elif tunnel_changed:
-            self._engine.reapply("the VPN tunnel changed")
-        elif recovered:
-            self._engine.announce(EventKind.BOUND, f"Port {lease.port} bound on {gateway.address}")
-        else:
-            log.debug("Keep-alive for port %d on %s ok", lease.port, gateway.address)
-        self._engine.timers.cancel("acquire")
-        if recovered or not self._engine.timers.scheduled("keepalive"):
-            self._engine.timers.every("keepalive", self._interval, self.keepalive)
-
-    def _failed(self, exc: PiaMqttError) -> None:
-        self._failures += 1
-        message = describe(exc)
-        delay = retry_delay(exc, self._failures)
-        # A gateway found before the failure stays shown (`once` printed gateway=None).
-        found = self._gateway
-        where = {"gateway": found.address, "hostname": found.hostname} if found else {}
-        if forget_gateway(exc, self._failures):
-            self._gateway = None
-        if isinstance(exc, PiaRefusedError):
-            self._drop_lease()
-        self._engine.update(
-            status=Status.ERROR,
-            last_error=message,
-            next_refresh=self._now + timedelta(seconds=delay) if self._retries else None,
-            **where,
-        )
-        if self._retries:
-            self._engine.announce(
-                EventKind.ERROR,
-                f"{message}; retrying in {delay:.0f} s",
-                level=logging.ERROR,
-                retry_in=delay,
-            )
-        else:
-            self._engine.announce(EventKind.ERROR, f"{message}; not retrying (once)",
-                                  level=logging.ERROR)  # fmt: skip
-        bound = self._bound_at
-        lifetime = PORT_LIFETIME.total_seconds()
-        if (
-            bound is not None
-            and self._engine.monotonic() - bound > lifetime
-            and not self._lost_announced
-        ):
-            self._lost_announced = True
-            self._engine.announce(
-                EventKind.LOST,
-                "No successful bind for 15 minutes: PIA has probably dropped the port",
-            )
-        self._engine.timers.cancel("keepalive")
-        self._engine.timers.after("acquire", delay, self.acquire)
-        self._retry_at = self._engine.monotonic() + delay

@@ -2,7 +2,8 @@
 
 Pushing our port into gluetun's firewall is :mod:`pia_mqtt.gluetun.push`, following
 gluetun's own port :mod:`pia_mqtt.gluetun.follow`. What each gluetun version answers
-(read in its source; commits and tags in ``tests/fake_gluetun.py``):
+(read in its source; commits and tags in ``tests/fake_gluetun.py``; the errors and fixes
+for the refusals are in :mod:`pia_mqtt.gluetun.answers`):
 
 - ``GET /v1/portforward`` -> ``{"port": N, "ports": [N]}`` (v3.41.2+ and development
   builds), ``{"port": N}`` / ``{"ports": [...]}`` (v3.41.0/1); port 0 and ``[]`` while
@@ -21,7 +22,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
@@ -31,76 +31,48 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from pia_mqtt import limits, redact
 from pia_mqtt.core.model import valid_port
 from pia_mqtt.errors import GluetunError
+from pia_mqtt.gluetun.answers import (
+    AUTH_FILE,
+    FOLLOW_FIX,
+    NO_PUT_ROUTE_FIX,
+    PROVIDER_FORWARDS_FIX,
+    ForwardedPorts,
+    GluetunAuthError,
+    GluetunNoPutRouteError,
+    GluetunNotReadyError,
+    GluetunProviderForwardsError,
+    GluetunRefusedError,
+    GluetunReplyError,
+    GluetunUnavailableError,
+)
+
+__all__ = [
+    "AUTH_FILE",
+    "FOLLOW_FIX",
+    "LEGACY_PORTFORWARD",
+    "NO_PUT_ROUTE_FIX",
+    "PORTFORWARD",
+    "PROVIDER_FORWARDS_FIX",
+    "ForwardedPorts",
+    "GluetunAuthError",
+    "GluetunClient",
+    "GluetunNoPutRouteError",
+    "GluetunNotReadyError",
+    "GluetunPortReader",
+    "GluetunProviderForwardsError",
+    "GluetunRefusedError",
+    "GluetunReplyError",
+    "GluetunUnavailableError",
+]
 
 log = logging.getLogger(__name__)
 
 PORTFORWARD = "/v1/portforward"
 LEGACY_PORTFORWARD = "/v1/openvpn/portforwarded"
-AUTH_FILE = (
-    "gluetun's control-server auth config (HTTP_CONTROL_SERVER_AUTH_CONFIG_FILEPATH, "
-    "e.g. /gluetun/auth/config.toml)"
-)
-FOLLOW_FIX = "set VPN_PORT_FORWARDING=on in gluetun and PORT_SOURCE=gluetun here"
-NO_PUT_ROUTE_FIX = (
-    "this gluetun release has no PUT /v1/portforward (tagged releases up to v3.41.3 serve "
-    f"GET only): {FOLLOW_FIX}"
-)
-PROVIDER_FORWARDS_FIX = (
-    "gluetun refuses ports from outside while its provider forwards itself: "
-    f"{FOLLOW_FIX}, or use VPN_SERVICE_PROVIDER=custom"
-)
-
-
-class GluetunAuthError(GluetunError):
-    """gluetun refused GLUETUN_API_KEY (or its absence) for a route: 401/403."""
-
-
-class GluetunUnavailableError(GluetunError):
-    """gluetun's control server did not answer (refused, timeout, bad URL)."""
-
-
-class GluetunNotReadyError(GluetunError):
-    """gluetun answered 5xx for a reason that passes: its tunnel has not come up yet."""
-
-
-class GluetunReplyError(GluetunError):
-    """gluetun answered something we cannot use (unknown route, not a port)."""
-
-
-class GluetunRefusedError(GluetunError):
-    """gluetun refused PUT /v1/portforward for a reason that cannot change by itself.
-
-    Only another gluetun image or configuration (so a gluetun restart) can change it.
-    """
-
-
-class GluetunNoPutRouteError(GluetunRefusedError):
-    """400 ``method PUT not supported``: a tagged release, GET only."""
-
-
-class GluetunProviderForwardsError(GluetunRefusedError):
-    """500 ``failed setting forwarded ports`` from a gluetun whose provider forwards itself."""
 
 
 class _RouteMissingError(GluetunReplyError):
     """400/404/405 to a GET route: an older gluetun that does not serve it."""
-
-
-@dataclass(frozen=True)
-class ForwardedPorts:
-    """One GET's answer: the ports, and what it tells about the gluetun behind it."""
-
-    ports: tuple[int, ...]
-    # False while gluetun has not created its port-forward service (``"ports": null``):
-    # its process started and its tunnel has not come up yet.
-    started: bool
-    # Which keys gluetun answered with ("port+ports", "port", "ports"): differs by version.
-    shape: str
-
-    @property
-    def port(self) -> int | None:
-        """The first port (the one pia-mqtt uses), None when nothing is forwarded."""
-        return self.ports[0] if self.ports else None
 
 
 class _PortsReply(BaseModel):

@@ -16,7 +16,8 @@ block; only ``close``, ``flush`` and ``wait_connected`` wait, always bounded. A
 ``threading.Timer`` re-sends discovery ~2 s after Home Assistant's birth message, so paho's
 thread never waits.
 
-The client, MQTT 5 and button presses: :mod:`~pia_mqtt.mqtt.client`; port/status/state
+The paho callbacks (connect, SUBACK, disconnect, messages): :mod:`~pia_mqtt.mqtt.callbacks`;
+the client, MQTT 5 and button presses: :mod:`~pia_mqtt.mqtt.client`; port/status/state
 once per change and the heartbeat: :mod:`~pia_mqtt.mqtt.state`; refused publishes (PUBACK
 reason codes): :mod:`~pia_mqtt.mqtt.acks`; health and its log lines:
 :mod:`~pia_mqtt.mqtt.health`.
@@ -35,28 +36,18 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import MQTTErrorCode
 
 from pia_mqtt import redact
-from pia_mqtt.core.model import Command, Event, Inbox, Snapshot
+from pia_mqtt.core.model import Event, Inbox, Snapshot
 from pia_mqtt.errors import MqttError
 from pia_mqtt.mqtt import discovery
 from pia_mqtt.mqtt.acks import Acks
-from pia_mqtt.mqtt.client import (
-    KEEPALIVE,
-    UNSUPPORTED_PROTOCOL,
-    Inbound,
-    build_client,
-    classify_press,
-    downgrade,
-    subscribe,
-    uses_v5,
-)
+from pia_mqtt.mqtt.callbacks import PahoCallbacks
+from pia_mqtt.mqtt.client import KEEPALIVE, build_client
 from pia_mqtt.mqtt.discovery import OFFLINE, ONLINE, QOS, Topics
 from pia_mqtt.mqtt.health import MqttHealth, redacted_json, utcnow
 from pia_mqtt.mqtt.state import StateTopics
 
 if TYPE_CHECKING:
     from collections.abc import Callable
-
-    from paho.mqtt.reasoncodes import ReasonCode
 
     from pia_mqtt.settings import Settings
 
@@ -66,7 +57,7 @@ BIRTH_DELAY = 2.0  # HA needs a moment after its birth message before discovery 
 CLOSE_TIMEOUT = 2.0
 
 
-class MqttSink:
+class MqttSink(PahoCallbacks):
     """Publishes snapshots and events, and turns button presses into engine commands."""
 
     name = "mqtt"
@@ -270,78 +261,3 @@ class MqttSink:
             return
         self._announced.set()
         self._health.connected()
-
-    # --- paho callbacks (network thread: never block here) -------------------------------
-
-    def _on_connect(
-        self, client: paho.Client, _u: object, _f: object, reason: ReasonCode, _p: object
-    ) -> None:
-        if reason.is_failure:
-            if reason.value == UNSUPPORTED_PROTOCOL and uses_v5(client):
-                log.info("the MQTT broker does not speak MQTT 5: using MQTT 3.1.1")
-                downgrade(client)  # paho reconnects after its backoff
-                return
-            self._health.refused_connection(reason.value, str(reason))
-            return
-        self._health.connecting_done(v5=uses_v5(client))
-        wanted = [self._topics.refresh, self._topics.new_port]
-        if self._settings.ha_discovery:
-            wanted.append(self._birth_topic)
-        self._subscribe_mid = subscribe(client, wanted, qos=QOS)
-
-    def _on_subscribe(
-        self, _c: object, _u: object, mid: int, reasons: list[ReasonCode], _p: object
-    ) -> None:
-        if mid != self._subscribe_mid:
-            return
-        if any(r.is_failure for r in reasons):
-            log.warning("the MQTT broker refused a subscription (check its ACL): %s", reasons)
-        self._announce()
-
-    def _on_connect_fail(self, _c: object, _u: object) -> None:
-        self._health.problem(
-            "cannot connect (is the broker running, are MQTT_HOST/MQTT_PORT/MQTT_TLS right?)"
-        )
-
-    def _on_disconnect(
-        self, _c: object, _u: object, _f: object, reason: ReasonCode, _p: object
-    ) -> None:
-        with self._lock:
-            was_online, self._online = self._online, False
-            closing = self._closing
-        self._announced.clear()
-        if not closing and was_online:
-            self._health.problem(f"lost the connection ({reason})")
-
-    def _on_message(self, _c: object, _u: object, msg: paho.MQTTMessage) -> None:
-        try:
-            if msg.topic == self._topics.refresh:
-                self._command(msg, Command.REFRESH)
-            elif msg.topic == self._topics.new_port:
-                self._command(msg, Command.NEW_PORT)
-            elif msg.topic == self._birth_topic and msg.payload.strip() == ONLINE.encode():
-                self._schedule_resend()
-        except Exception as exc:  # paho's thread must survive anything a message does
-            log.warning("handling MQTT message on %s failed: %s", msg.topic, redact.describe(exc))
-
-    def _command(self, msg: paho.MQTTMessage, command: Command) -> None:
-        verdict = classify_press(msg)
-        if verdict is Inbound.RETAINED:
-            with self._lock:
-                self._send(msg.topic, "", retain=True)
-        elif verdict is Inbound.PRESS:
-            # DEBUG: a flood of presses is reported once, by the engine (core.commands).
-            log.debug("%s requested over MQTT", command.value)
-            self._inbox.command(command, source="mqtt")
-
-    def _schedule_resend(self) -> None:
-        with self._lock:
-            if self._closing:
-                return
-            if self._timer is not None:
-                self._timer.cancel()
-            self._timer = threading.Timer(
-                self._birth_delay, self._announce, kwargs={"after_birth": True}
-            )
-            self._timer.daemon = True
-            self._timer.start()

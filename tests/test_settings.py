@@ -73,7 +73,7 @@ def problems_of(monkeypatch: pytest.MonkeyPatch, env: dict[str, str], **kwargs: 
         ("pia_hostname", None),
         ("qbittorrent_host", None),
         ("qbittorrent_user", "admin"),
-        ("qbittorrent_check_interval", 60),
+        ("qbittorrent_check_interval", 300),
         ("mqtt_host", None),
         ("mqtt_port", 1883),
         ("mqtt_topic", "pia-mqtt"),

@@ -143,3 +143,24 @@ class GluetunError(PiaMqttError):
 
 class MqttError(PiaMqttError):
     """The MQTT settings cannot work (topic, TLS files)."""
+
+
+def exception_chain(exc: BaseException) -> list[BaseException]:
+    """The exception and all it wraps (args, urllib3's ``reason``, cause, context), once each.
+
+    Library errors are translated at the boundary by what they wrap (a TLS failure inside
+    a requests ConnectionError inside a MaxRetryError...): this is the walk they share.
+    """
+    seen: list[BaseException] = []
+    todo = [exc]
+    while todo:
+        item = todo.pop(0)
+        if any(item is s for s in seen):
+            continue
+        seen.append(item)
+        todo += [a for a in item.args if isinstance(a, BaseException)]
+        wrapped = getattr(item, "reason", None)
+        if isinstance(wrapped, BaseException):
+            todo.append(wrapped)
+        todo += [e for e in (item.__cause__, item.__context__) if e is not None]
+    return seen

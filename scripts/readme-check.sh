@@ -33,33 +33,8 @@ DEMO_SECONDS=${DEMO_SECONDS:-20}
 die() { echo "readme-check.sh: $*" >&2; exit 1; }
 say() { echo "readme-check.sh: $*" >&2; }
 
-# The URI of the host's own Debian archive (the deb822 entry, then the one-line format).
-host_mirror() {
-    if [ -n "${PIA_MQTT_DEBIAN_MIRROR:-}" ]; then echo "$PIA_MQTT_DEBIAN_MIRROR"; return; fi
-    local codename uri
-    codename=$(. /etc/os-release && echo "${VERSION_CODENAME:-}")
-    [ -n "$codename" ] || die "cannot read VERSION_CODENAME from /etc/os-release; set PIA_MQTT_DEBIAN_MIRROR"
-    uri=$(cat /etc/apt/sources.list.d/*.sources 2>/dev/null | awk -v want="$codename" '
-        BEGIN { RS = ""; FS = "\n" }
-        {
-            uris = ""; suites = ""; deb = 0
-            for (i = 1; i <= NF; i++) {
-                if ($i ~ /^URIs:/) { uris = $i; sub(/^URIs:[ \t]*/, "", uris) }
-                if ($i ~ /^Suites:/) { suites = " " $i " "; sub(/^Suites:/, "", suites) }
-                if ($i ~ /^Types:.*(^|[ \t])deb([ \t]|$)/) deb = 1
-            }
-            if (deb && index(suites " ", " " want " ")) { split(uris, u, /[ \t]+/); print u[1]; exit }
-        }')
-    if [ -z "$uri" ]; then
-        uri=$(cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null | awk -v want="$codename" '
-            $1 == "deb" {
-                i = 2; if ($i ~ /^\[/) { while ($i !~ /\]$/) i++; i++ }
-                if ($(i + 1) == want) { print $i; exit }
-            }')
-    fi
-    [ -n "$uri" ] || die "no Debian '$codename' entry in /etc/apt/sources.list{,.d}; set PIA_MQTT_DEBIAN_MIRROR"
-    echo "${uri%/}"
-}
+# host_mirror: the URI of the host's own Debian archive (scripts/debian-mirror.sh)
+. "$(dirname "${BASH_SOURCE[0]}")/debian-mirror.sh"
 
 base() {
     [ -x "$BASE/usr/bin/apt-get" ] && return 0

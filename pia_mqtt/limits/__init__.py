@@ -36,6 +36,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
+from pia_mqtt.errors import exception_chain
 from pia_mqtt.limits import watchdog
 
 MAX_REPLY_BYTES = 64 * 1024
@@ -211,30 +212,13 @@ def _size(count: int) -> str:
     return f"{count // 1024} KiB" if count % 1024 == 0 else f"{count} bytes"
 
 
-def _chain(exc: BaseException) -> list[BaseException]:
-    """The exception and all it wraps (args, urllib3's ``reason``, cause, context)."""
-    seen: list[BaseException] = []
-    todo = [exc]
-    while todo:
-        item = todo.pop(0)
-        if any(item is s for s in seen):
-            continue
-        seen.append(item)
-        todo += [a for a in item.args if isinstance(a, BaseException)]
-        wrapped = getattr(item, "reason", None)
-        if isinstance(wrapped, BaseException):
-            todo.append(wrapped)
-        todo += [e for e in (item.__cause__, item.__context__) if e is not None]
-    return seen
-
-
 def reason(exc: BaseException) -> str:
     """One short line for a requests/urllib3 failure: ``connection refused``, ``timed out``...
 
     urllib3's own texts run to hundreds of characters (pool, object addresses, the URL
     with its query); a message for people says only the cause. The caller redacts it.
     """
-    chain = _chain(exc)
+    chain = exception_chain(exc)
     for item in chain:
         if isinstance(item, DeadlineExceeded | ReplyTooLarge):
             return str(item)

@@ -11,7 +11,7 @@ import ssl
 from typing import TYPE_CHECKING, Any
 
 from pia_mqtt import redact
-from pia_mqtt.errors import PiaRefusedError, PiaReplyError
+from pia_mqtt.errors import PiaRefusedError, PiaReplyError, exception_chain
 from pia_mqtt.pia.transport import GatewayNameMismatch
 
 if TYPE_CHECKING:
@@ -79,27 +79,9 @@ def without_query(url: str) -> str:
     return url.split("?", 1)[0].split("#", 1)[0]
 
 
-def _chain(exc: BaseException) -> list[BaseException]:
-    """List the exception and all it wraps (args, urllib3's reason, cause, context)."""
-    seen: list[BaseException] = []
-    todo = [exc]
-    while todo:
-        item = todo.pop(0)
-        if any(item is s for s in seen):
-            continue
-        seen.append(item)
-        nested = [a for a in item.args if isinstance(a, BaseException)]
-        reason = getattr(item, "reason", None)
-        if isinstance(reason, BaseException):
-            nested.append(reason)
-        nested += [e for e in (item.__cause__, item.__context__) if e is not None]
-        todo.extend(nested)
-    return seen
-
-
 def cause(exc: BaseException) -> str:
     """Give a short, redacted reason from the innermost useful exception."""
-    chain = _chain(exc)
+    chain = exception_chain(exc)
     for item in chain:
         if isinstance(item, GatewayNameMismatch):
             return redact.redact(item.detail)

@@ -86,9 +86,8 @@ class Settings(BaseModel):
     qbittorrent_pass_file: Path | None = None
     qbittorrent_api_key: SecretStr | None = None
     qbittorrent_api_key_file: Path | None = None
-    # 300 s, not 60: each check costs ~4 ms of CPU (two small requests), and at one a
-    # minute that alone was 2.4x PIA's own bash loop per hour (docs/performance.md); a
-    # tunnel change re-applies at once anyway, the check only repairs a client restart.
+    # 300 s, not 60: at one a minute the check alone cost more CPU per hour than PIA's own
+    # loop (docs/performance.md); a tunnel change re-applies at once, not through it.
     qbittorrent_check_interval: int = Field(default=300, ge=1)
     # Transmission and Deluge (the Web UI); QBITTORRENT_CHECK_INTERVAL paces their checks too
     transmission_url: str | None = None

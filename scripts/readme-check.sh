@@ -11,7 +11,7 @@
 #   readme-check.sh all     both, each in its own fresh copy of the root
 #
 # The pristine root is built once and cached: ${PIA_MQTT_CACHE:-$HOME/.cache/pia-mqtt}/
-# bookworm-minbase (about 200 MB, a minute); every run copies it to bookworm-run/ and
+# bookworm-minbase (about 200 MB, a minute); every run copies it to bookworm-run.XXXXXX/ and
 # copies this checkout (tracked files as they are in the work tree) to /root/pia-mqtt in it.
 # The block runs there with `unshare -m` + `chroot` (the root bound onto itself, /proc, /dev
 # and /sys bound, /tmp and /run fresh tmpfs, in a private mount namespace so nothing stays
@@ -26,7 +26,11 @@ set -euo pipefail
 HERE=$(cd "$(dirname "$0")/.." && pwd)
 CACHE=${PIA_MQTT_CACHE:-$HOME/.cache/pia-mqtt}
 BASE=$CACHE/bookworm-minbase
-RUN=$CACHE/bookworm-run
+# Each run gets a copy of its own (two runs at once must not share one), removed at exit
+# unless KEEP_ROOT=1; _inroot (the setsid re-exec) finds it in READMECHECK_RUN.
+RUN=${READMECHECK_RUN:-}
+MADE=()
+cleanup() { [ "${KEEP_ROOT:-}" = 1 ] || for d in ${MADE[@]+"${MADE[@]}"}; do rm -rf "$d"; done; }
 SUITE=bookworm
 DEMO_SECONDS=${DEMO_SECONDS:-20}
 
@@ -52,8 +56,11 @@ base() {
 
 # A fresh copy of the pristine root with this checkout in /root/pia-mqtt.
 fresh_root() {
-    rm -rf "$RUN"
-    cp -a "$BASE" "$RUN"
+    RUN=$(mktemp -d "$CACHE/bookworm-run.XXXXXX")
+    MADE+=("$RUN")
+    export READMECHECK_RUN=$RUN
+    chmod 755 "$RUN"  # it is /: mktemp's 0700 would lock uid 1000 (the fault tests) out
+    cp -a "$BASE/." "$RUN/"
     # What a fresh machine brings along that a chroot does not: a resolver, the machine's
     # own apt settings (a snapshot mirror's Release files may be past their date), and
     # no daemons started by package scripts (mosquitto's system broker on 1883).
@@ -114,11 +121,11 @@ run_demo() {
     set +e
     # Its own session and process group, so that SIGINT reaches the group like a Ctrl-C.
     setsid "$0" _inroot /bin/bash -c 'cd /root/pia-mqtt && exec bash -e /root/readme-demo.sh' \
-        >"$CACHE/readme-demo.log" 2>&1 &
+        >"$CACHE/readme-demo.$$.log" 2>&1 &
     local pid=$!
     # Wait until the demo announced itself, then give it DEMO_SECONDS.
     local waited=0
-    until grep -q 'pia-mqtt demo:' "$CACHE/readme-demo.log" 2>/dev/null; do
+    until grep -q 'pia-mqtt demo:' "$CACHE/readme-demo.$$.log" 2>/dev/null; do
         kill -0 "$pid" 2>/dev/null || break
         sleep 1; waited=$((waited + 1))
         [ "$waited" -lt 900 ] || break
@@ -128,16 +135,16 @@ run_demo() {
     kill -INT -- "-$pid" 2>/dev/null
     wait "$pid"; rc=$?
     set -e
-    tail -n 25 "$CACHE/readme-demo.log" >&2
-    [ -s "$RUN/root/pia-mqtt/demo-config/pia-port.txt" ] || die "the demo wrote no port file (log: $CACHE/readme-demo.log)"
+    tail -n 25 "$CACHE/readme-demo.$$.log" >&2
+    [ -s "$RUN/root/pia-mqtt/demo-config/pia-port.txt" ] || die "the demo wrote no port file (log: $CACHE/readme-demo.$$.log)"
     say "demo block: installs + start $installed s, exit status $rc, port $(cat "$RUN/root/pia-mqtt/demo-config/pia-port.txt")"
-    [ "$rc" = 0 ] || die "the demo block failed (exit $rc; log: $CACHE/readme-demo.log)"
+    [ "$rc" = 0 ] || die "the demo block failed (exit $rc; log: $CACHE/readme-demo.$$.log)"
 
     demo_line=$(printf '%s\n' "$text" | grep 'pia-mqtt demo' | tail -n 1)
     say "again without network (loopback only): $demo_line --duration 8"
     rm -rf "$RUN/root/pia-mqtt/demo-config"
     inroot --no-network /bin/bash -c "cd /root/pia-mqtt && $demo_line --duration 8" \
-        >"$CACHE/readme-demo-offline.log" 2>&1 || { tail -n 20 "$CACHE/readme-demo-offline.log" >&2; die "the offline demo failed"; }
+        >"$CACHE/readme-demo-offline.$$.log" 2>&1 || { tail -n 20 "$CACHE/readme-demo-offline.$$.log" >&2; die "the offline demo failed"; }
     [ -s "$RUN/root/pia-mqtt/demo-config/pia-port.txt" ] || die "the offline demo wrote no port file"
     say "offline demo: OK, port $(cat "$RUN/root/pia-mqtt/demo-config/pia-port.txt")"
 }
@@ -153,15 +160,16 @@ run_test() {
     start=$SECONDS
     set +e
     inroot /bin/bash -c 'cd /root/pia-mqtt && exec bash -e /root/readme-test.sh' \
-        >"$CACHE/readme-test.log" 2>&1
+        >"$CACHE/readme-test.$$.log" 2>&1
     rc=$?
     set -e
-    tail -n 40 "$CACHE/readme-test.log" >&2
-    say "test block: $((SECONDS - start)) s, exit status $rc (log: $CACHE/readme-test.log)"
+    tail -n 40 "$CACHE/readme-test.$$.log" >&2
+    say "test block: $((SECONDS - start)) s, exit status $rc (log: $CACHE/readme-test.$$.log)"
     [ "$rc" = 0 ] || die "the test block failed"
 }
 
 [ "$(id -u)" = 0 ] || die "needs root (debootstrap, unshare, chroot)"
+[ "${1:-}" = _inroot ] || trap cleanup EXIT
 case "${1:-}" in
     _inroot) shift; RUN=$RUN inroot "$@" ;;  # used by run_demo through setsid
     demo) base; run_demo ;;

@@ -21,7 +21,8 @@ from pia_mqtt.errors import ConfigError, GatewayNotFoundError
 from pia_mqtt.gateway import hops, sweep
 from pia_mqtt.gateway import system as sysroutes
 from pia_mqtt.gateway.finder import CandidateResult, GatewayFinder, format_results
-from pia_mqtt.gateway.routes import Address, Candidate, Route, candidates
+from pia_mqtt.gateway.routes import Candidate, candidates
+from pia_mqtt.gateway.tables import Address, Route
 from pia_mqtt.pia.tls import PeerCert, ProbeResult, Verdict
 from pia_mqtt.settings import Settings, load_settings
 

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from pia_mqtt.core.engine import utc_now
-from pia_mqtt.gateway.routes import Route
+from pia_mqtt.gateway.tables import Route
 from pia_mqtt.gluetun.client import GluetunClient
 from pia_mqtt.gluetun.push import GluetunPushSink
 from pia_mqtt.simulator.pia import PiaSimulator

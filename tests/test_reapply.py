@@ -18,7 +18,7 @@ import pytest
 from pia_mqtt.core.engine import utc_now
 from pia_mqtt.core.model import EventKind, Snapshot, Status, SyncState
 from pia_mqtt.core.model import SinkHealth as Health
-from pia_mqtt.gateway.routes import Route
+from pia_mqtt.gateway.tables import Route
 from pia_mqtt.simulator.pia import PiaSimulator
 from pia_mqtt.torrent.qbittorrent import QbittorrentClient
 from pia_mqtt.torrent.sink import TorrentSink

@@ -11,12 +11,10 @@ import json
 
 import pytest
 
-from pia_mqtt.gateway.routes import (
+from pia_mqtt.gateway.routes import Candidate, candidates, derived_hosts
+from pia_mqtt.gateway.tables import (
     Address,
-    Candidate,
     Route,
-    candidates,
-    derived_hosts,
     parse_ip_addrs,
     parse_ip_routes,
     parse_proc_route,

@@ -22,7 +22,7 @@ from pia_mqtt.core.engine import Engine, utc_now
 from pia_mqtt.core.model import EventKind, GatewayTarget, Status
 from pia_mqtt.gateway import netlink, routes
 from pia_mqtt.gateway.finder import GatewayFinder
-from pia_mqtt.gateway.routes import Address, Route
+from pia_mqtt.gateway.tables import Address, Route
 from pia_mqtt.pia.client import PiaClient
 from pia_mqtt.pia.lease import LeaseStore
 from pia_mqtt.pia.manager import LeaseManager

@@ -24,8 +24,9 @@ from pia_mqtt.errors import GatewayNotFoundError
 from pia_mqtt.gateway import hops, routes
 from pia_mqtt.gateway.beyond import Beyond, Found
 from pia_mqtt.gateway.report import CandidateResult, format_results, not_found_message
-from pia_mqtt.gateway.routes import Address, Candidate, Route
+from pia_mqtt.gateway.routes import Candidate
 from pia_mqtt.gateway.system import kernel_fingerprint, path_to, read_system_routes
+from pia_mqtt.gateway.tables import Address, Route
 from pia_mqtt.pia.tls import ProbeResult, Verdict, probe
 
 if TYPE_CHECKING:

@@ -16,8 +16,8 @@ import struct
 import subprocess
 from pathlib import Path
 
-from pia_mqtt.gateway import routes
-from pia_mqtt.gateway.routes import Address, Route
+from pia_mqtt.gateway import tables
+from pia_mqtt.gateway.tables import Address, Route
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +38,8 @@ def read_system_routes() -> tuple[list[Route], list[Address]]:
     ip = shutil.which("ip") or next((p for p in IP_PATHS if Path(p).exists()), None)
     if ip is not None:
         try:
-            found = routes.parse_ip_routes(_run(ip, "-j", "route", "show", "table", "all"))
-            addresses = routes.parse_ip_addrs(_run(ip, "-j", "addr", "show"))
+            found = tables.parse_ip_routes(_run(ip, "-j", "route", "show", "table", "all"))
+            addresses = tables.parse_ip_addrs(_run(ip, "-j", "addr", "show"))
         except (OSError, subprocess.SubprocessError, ValueError, TypeError) as exc:
             log.debug("ip -j failed (%s); reading /proc/net/route instead", exc)
         else:
@@ -100,7 +100,7 @@ def _links() -> list[tuple[int, str]]:
 def read_proc_routes() -> tuple[list[Route], list[Address]]:
     """Read the main table from ``/proc/net/route`` and each interface's address (ioctl)."""
     try:
-        found = routes.parse_proc_route(PROC_ROUTE.read_text(encoding="ascii"))
+        found = tables.parse_proc_route(PROC_ROUTE.read_text(encoding="ascii"))
     except OSError as exc:
         log.warning("cannot read the routing table (%s): gateway detection sees no routes", exc)
         found = []
@@ -145,6 +145,6 @@ def _ioctl_address(fd: int, name: str) -> Address | None:
     except OSError:
         return None  # no IPv4 address on this interface
     prefixlen = int(struct.unpack("!I", socket.inet_aton(mask))[0]).bit_count()
-    if peer in (local, routes.ANY):
+    if peer in (local, tables.ANY):
         peer = None
     return Address(name, local, prefixlen, peer)

@@ -1,70 +1,101 @@
-"""The lease manager's renewal and binding steps: a new signature, STATE_FILE, bindPort.
+"""The lease manager's renewal and binding: a new signature, STATE_FILE, bindPort.
 
-Mixed into :class:`~pia_mqtt.pia.manager.LeaseManager`, which owns the state declared here;
-the decisions these steps implement are listed in that module's docstring.
+:class:`Binder` is one of :class:`~pia_mqtt.pia.manager.LeaseManager`'s collaborators: it
+keeps what STATE_FILE holds and whether the clock looked wrong; the lease and the gateway are
+in the shared :class:`~pia_mqtt.pia.state.LeaseState`. The decisions these steps implement
+are listed in the manager's module docstring.
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
-from pia_mqtt.core.engine import Engine
 from pia_mqtt.core.model import EventKind, GatewayTarget, Status
 from pia_mqtt.errors import OutputError
-from pia_mqtt.pia.interfaces import PiaApi
-from pia_mqtt.pia.lease import Lease, LeaseStore, clock_warning
-from pia_mqtt.pia.netwatch import NetworkWatch
+from pia_mqtt.pia.lease import clock_warning
 from pia_mqtt.redact import describe
+
+if TYPE_CHECKING:
+    from pia_mqtt.core.engine import Engine
+    from pia_mqtt.pia.failures import Backoff
+    from pia_mqtt.pia.interfaces import PiaApi
+    from pia_mqtt.pia.lease import Lease, LeaseStore
+    from pia_mqtt.pia.netwatch import NetworkWatch
+    from pia_mqtt.pia.state import LeaseState
 
 # The manager's logger: these lines were its own before the split, and still read so.
 log = logging.getLogger("pia_mqtt.pia.manager")
 
 
-class BindingSteps:
-    """Get, save, drop and bind the lease (the state is :class:`LeaseManager`'s)."""
+class Binder:
+    """Load, get, save, drop and bind the lease."""
 
-    _engine: Engine
-    _pia: PiaApi
-    _store: LeaseStore
-    _watch: NetworkWatch
-    _interval: float
-    _gateway: GatewayTarget | None
-    _lease: Lease | None
-    _saved: Lease | None
-    _save_error: str | None
-    _stored_gateway: tuple[str, str] | None
-    _clock_suspect: Lease | None
-    _clock_warned: bool
-    _tunnel_changed: bool
-    _failures: int
-    _retry_at: float | None
-    _bound_at: float | None
-    _lost_announced: bool
+    def __init__(
+        self,
+        engine: Engine,
+        state: LeaseState,
+        *,
+        pia: PiaApi,
+        store: LeaseStore,
+        watch: NetworkWatch,
+        backoff: Backoff,
+        interval: float,
+    ) -> None:
+        self._engine = engine
+        self._state = state
+        self._pia = pia
+        self._store = store
+        self._watch = watch
+        self._backoff = backoff
+        self._interval = interval
+        # The lease last written to STATE_FILE: a failed or lost save is retried after binds.
+        self._saved: Lease | None = None
+        self._save_error: str | None = None
+        # The gateway STATE_FILE holds now.
+        self._stored_gateway: tuple[str, str] | None = None
+        # A fresh signature that looked unusable: the clock is wrong, do not renew it.
+        self._clock_suspect: Lease | None = None
+        self._clock_warned = False
 
-    if TYPE_CHECKING:
+    def load(self) -> GatewayTarget | None:
+        """Take the lease from STATE_FILE (saying whether it is kept); the gateway saved too."""
+        lease = self._state.lease = self._saved = self._store.load()
+        if lease is not None:
+            if lease.usable(self._engine.clock()):
+                log.info(
+                    "Saved lease for port %d found (expires %s): binding it again",
+                    lease.port,
+                    lease.expires_at.isoformat(),
+                )
+            else:
+                log.info(
+                    "Saved lease for port %d expires %s: a new port will be requested",
+                    lease.port,
+                    lease.expires_at.isoformat(),
+                )
+        saved_gateway = self._store.load_gateway()
+        if saved_gateway is not None:
+            self._stored_gateway = (saved_gateway.address, saved_gateway.hostname)
+        return saved_gateway
 
-        @property
-        def _now(self) -> datetime: ...
-        def keepalive(self) -> None:
-            """The job in :class:`~pia_mqtt.pia.manager.LeaseManager`."""
-
-    def _renewal_due(self, lease: Lease) -> bool:
+    def renewal_due(self, lease: Lease) -> bool:
         """Whether to replace the lease now: inside the margin, unless the clock is suspect."""
-        return lease is not self._clock_suspect and not lease.usable(self._now)
+        return lease is not self._clock_suspect and not lease.usable(self._engine.clock())
 
-    def _new_lease(self, gateway: GatewayTarget) -> None:
+    def new_lease(self, gateway: GatewayTarget) -> None:
+        """A new token and signature (a new port) from ``gateway``, saved to STATE_FILE."""
         token = self._pia.get_token()
         lease = self._pia.get_signature(gateway, token)
-        self._lease = lease
+        self._state.lease = lease
         log.info(
             "New signature from %s: port %d, valid until %s",
             gateway.address,
             lease.port,
             lease.expires_at.isoformat(),
         )
-        now = self._now
+        now = self._engine.clock()
         if not lease.usable(now):
             self._clock_suspect = lease
             if not self._clock_warned:
@@ -73,8 +104,9 @@ class BindingSteps:
         self._save(lease)
 
     def _save(self, lease: Lease) -> None:
+        gateway = self._state.gateway
         try:
-            self._store.save(lease, gateway=self._gateway)
+            self._store.save(lease, gateway=gateway)
         except OutputError as exc:
             # The port still works; only the next restart would get a new one. Retried after
             # every bind until it works (disk full, folder removed), logged once.
@@ -86,18 +118,23 @@ class BindingSteps:
         if self._save_error is not None:
             log.info("Saved lease written again to %s", self._store.path)
         self._saved, self._save_error = lease, None
-        if self._gateway is not None:
-            self._stored_gateway = (self._gateway.address, self._gateway.hostname)
+        if gateway is not None:
+            self._stored_gateway = (gateway.address, gateway.hostname)
 
-    def _drop_lease(self) -> None:
-        self._lease = self._saved = None
+    def drop_lease(self) -> None:
+        """Forget the signature, here and in STATE_FILE: the next acquisition gets a new port."""
+        self._state.lease = self._saved = None
         try:
             self._store.clear()
         except OutputError as exc:
             log.error("%s (STATE_FILE)", describe(exc))
 
-    def _bind(self, gateway: GatewayTarget) -> None:
-        lease = self._lease
+    def bind(self, gateway: GatewayTarget) -> bool:
+        """Bind the lease's port on ``gateway`` and publish it; True unless it was active already.
+
+        Raises what :meth:`PiaApi.bind` raises; the caller plans the jobs that follow.
+        """
+        lease = self._state.lease
         assert lease is not None  # noqa: S101 - callers ensure a lease
         self._pia.bind(gateway, lease)
         stored = (gateway.address, gateway.hostname)
@@ -107,14 +144,11 @@ class BindingSteps:
             or not self._store.path.exists()
         ):
             self._save(lease)
-        now = self._now
+        now = self._engine.clock()
         previous = self._engine.snapshot
         last_port = self._engine.last_port
         recovered = previous.status is not Status.ACTIVE
-        self._failures = 0
-        self._retry_at = None
-        self._bound_at = self._engine.monotonic()
-        self._lost_announced = False
+        self._backoff.bound()
         self._watch.bound(gateway.address)
         self._engine.update(
             status=Status.ACTIVE,
@@ -126,7 +160,7 @@ class BindingSteps:
             next_refresh=now + timedelta(seconds=self._interval),
             last_error=None,
         )
-        tunnel_changed, self._tunnel_changed = self._tunnel_changed, False
+        tunnel_changed, self._state.tunnel_changed = self._state.tunnel_changed, False
         if last_port != lease.port:
             self._engine.announce(
                 EventKind.PORT_CHANGED,
@@ -140,6 +174,4 @@ class BindingSteps:
             self._engine.announce(EventKind.BOUND, f"Port {lease.port} bound on {gateway.address}")
         else:
             log.debug("Keep-alive for port %d on %s ok", lease.port, gateway.address)
-        self._engine.timers.cancel("acquire")
-        if recovered or not self._engine.timers.scheduled("keepalive"):
-            self._engine.timers.every("keepalive", self._interval, self.keepalive)
+        return recovered

@@ -1,56 +1,74 @@
 """The lease manager's failure handling: show the error, back off, say when the port is lost.
 
-Mixed into :class:`~pia_mqtt.pia.manager.LeaseManager`, which owns the state declared here.
+:class:`Backoff` is one of :class:`~pia_mqtt.pia.manager.LeaseManager`'s collaborators: it
+keeps the failure count, the end of the current backoff and the time of the last good bind;
+the gateway to forget is in the shared :class:`~pia_mqtt.pia.state.LeaseState`.
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
-from pia_mqtt.core.engine import Engine
-from pia_mqtt.core.model import EventKind, GatewayTarget, Status
-from pia_mqtt.errors import PiaMqttError, PiaRefusedError
+from pia_mqtt.core.model import EventKind, Status
 from pia_mqtt.pia.retry import PORT_LIFETIME, forget_gateway, retry_delay
 from pia_mqtt.redact import describe
 
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
-class FailureHandling:
-    """What a failed step leaves behind (the state is :class:`LeaseManager`'s)."""
+    from pia_mqtt.core.engine import Engine
+    from pia_mqtt.errors import PiaMqttError
+    from pia_mqtt.pia.state import LeaseState
 
-    _engine: Engine
-    _retries: bool
-    _gateway: GatewayTarget | None
-    _failures: int
-    _retry_at: float | None
-    _bound_at: float | None
-    _lost_announced: bool
 
-    if TYPE_CHECKING:
+class Backoff:
+    """What a failed step leaves behind, and what a successful bind clears."""
 
-        @property
-        def _now(self) -> datetime: ...
-        def acquire(self) -> None:
-            """The job in :class:`~pia_mqtt.pia.manager.LeaseManager`."""
+    def __init__(self, engine: Engine, state: LeaseState, *, retries: bool) -> None:
+        self._engine = engine
+        self._state = state
+        self._retries = retries  # False for `once`: a failure ends the run, say so
+        self._failures = 0
+        self._lost_announced = False
+        # Monotonic end of the current retry backoff (None while binds succeed), and of the
+        # last successful bind (PIA drops a port 15 minutes of real time after it).
+        self._retry_at: float | None = None
+        self._bound_at: float | None = None
 
-        def _drop_lease(self) -> None: ...
+    def until(self) -> float | None:
+        """Monotonic time the current retry backoff ends; None when not backing off."""
+        if self._retry_at is None or self._retry_at <= self._engine.monotonic():
+            return None
+        return self._retry_at
 
-    def _failed(self, exc: PiaMqttError) -> None:
+    def bound(self) -> None:
+        """A bind succeeded: no failures in a row, no backoff, the port's 15 minutes restart."""
+        self._failures = 0
+        self._retry_at = None
+        self._bound_at = self._engine.monotonic()
+        self._lost_announced = False
+
+    def failed(self, exc: PiaMqttError, *, retry: Callable[[], None]) -> None:
+        """Show ``exc``, maybe forget the gateway, and plan ``retry`` after the backoff.
+
+        A refused signature is dropped by the caller first (it owns the lease).
+        """
         self._failures += 1
         message = describe(exc)
         delay = retry_delay(exc, self._failures)
         # A gateway found before the failure stays shown (`once` printed gateway=None).
-        found = self._gateway
+        found = self._state.gateway
         where = {"gateway": found.address, "hostname": found.hostname} if found else {}
         if forget_gateway(exc, self._failures):
-            self._gateway = None
-        if isinstance(exc, PiaRefusedError):
-            self._drop_lease()
+            self._state.gateway = None
         self._engine.update(
             status=Status.ERROR,
             last_error=message,
-            next_refresh=self._now + timedelta(seconds=delay) if self._retries else None,
+            next_refresh=(
+                self._engine.clock() + timedelta(seconds=delay) if self._retries else None
+            ),
             **where,
         )
         if self._retries:
@@ -76,5 +94,5 @@ class FailureHandling:
                 "No successful bind for 15 minutes: PIA has probably dropped the port",
             )
         self._engine.timers.cancel("keepalive")
-        self._engine.timers.after("acquire", delay, self.acquire)
+        self._engine.timers.after("acquire", delay, retry)
         self._retry_at = self._engine.monotonic() + delay

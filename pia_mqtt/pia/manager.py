@@ -23,26 +23,32 @@ Decisions, in one place:
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from typing import TYPE_CHECKING
 
-from pia_mqtt.core.engine import Engine
-from pia_mqtt.core.model import Command, EventKind, GatewayTarget, Status
-from pia_mqtt.errors import PiaMqttError, PiaRefusedError
-from pia_mqtt.pia.binding import BindingSteps
-from pia_mqtt.pia.failures import FailureHandling
-from pia_mqtt.pia.interfaces import Finder, PiaApi, RouteEvents
-from pia_mqtt.pia.lease import Lease, LeaseStore
+from pia_mqtt.core.model import Command, EventKind, Status
+from pia_mqtt.errors import GatewayNotFoundError, PiaMqttError, PiaRefusedError
+from pia_mqtt.pia.binding import Binder
+from pia_mqtt.pia.failures import Backoff
 from pia_mqtt.pia.moves import GatewayMoves
 from pia_mqtt.pia.netwatch import NetworkWatch
+from pia_mqtt.pia.state import LeaseState
+
+if TYPE_CHECKING:
+    from pia_mqtt.core.engine import Engine
+    from pia_mqtt.core.model import GatewayTarget
+    from pia_mqtt.pia.interfaces import Finder, PiaApi, RouteEvents
+    from pia_mqtt.pia.lease import LeaseStore
 
 log = logging.getLogger(__name__)
 
 
-class LeaseManager(BindingSteps, GatewayMoves, FailureHandling):
+class LeaseManager:
     """The controller for ``PORT_SOURCE=pia``.
 
-    Its jobs are here; their steps are mixed in: renewal and binding (:mod:`.binding`),
-    the reaction to the gateway watch (:mod:`.moves`) and failure handling (:mod:`.failures`).
+    Its jobs (acquire, keep-alive, the watch's callback) and their timers are here; each step
+    is one collaborator's verb: renewal and binding (:class:`~.binding.Binder`), following
+    the gateway (:class:`~.moves.GatewayMoves`) and failure handling and backoff
+    (:class:`~.failures.Backoff`). They share only :class:`~.state.LeaseState`.
     """
 
     def __init__(
@@ -59,57 +65,26 @@ class LeaseManager(BindingSteps, GatewayMoves, FailureHandling):
     ) -> None:
         self._engine = engine
         self._pia = pia
-        self._finder = finder
-        self._store = store
+        self._finder = finder  # tests reach the finder through here (its read_system)
         self._interval = refresh_interval
-        self._retries = retries  # False for `once`: a failure ends the run, say so
-        self._gateway: GatewayTarget | None = None
-        self._lease: Lease | None = None
-        self._failures = 0
-        self._lost_announced = False
-        # Set when a route/address change re-ran detection: the next successful bind
-        # re-applies the port to the sinks even when it did not change (DESIGN).
-        self._tunnel_changed = False
-        # The lease last written to STATE_FILE: a failed or lost save is retried after binds.
-        self._saved: Lease | None = None
-        self._save_error: str | None = None
-        # The gateway kept with the lease: tried first until a detection succeeds or the
-        # network changes; and the one STATE_FILE holds now.
-        self._saved_gateway: GatewayTarget | None = None
-        self._stored_gateway: tuple[str, str] | None = None
+        self._state = LeaseState()
         self._watch = NetworkWatch(engine, finder, interval=watch_interval, events=events)
-        # A fresh signature that looked unusable: the clock is wrong, do not renew it.
-        self._clock_suspect: Lease | None = None
-        self._clock_warned = False
-        # Monotonic end of the current retry backoff (None while binds succeed), and of the
-        # last successful bind (PIA drops a port 15 minutes of real time after it).
-        self._retry_at: float | None = None
-        self._bound_at: float | None = None
-
-    @property
-    def _now(self) -> datetime:
-        return self._engine.clock()
+        self._backoff = Backoff(engine, self._state, retries=retries)
+        self._binder = Binder(
+            engine,
+            self._state,
+            pia=pia,
+            store=store,
+            watch=self._watch,
+            backoff=self._backoff,
+            interval=refresh_interval,
+        )
+        self._moves = GatewayMoves(engine, self._state, finder=finder, watch=self._watch)
 
     # -- Controller ---------------------------------------------------------------------------
     def start(self) -> None:
         """Load the saved lease and schedule the first acquisition and the gateway watch."""
-        self._lease = self._saved = self._store.load()
-        if self._lease is not None:
-            if self._lease.usable(self._now):
-                log.info(
-                    "Saved lease for port %d found (expires %s): binding it again",
-                    self._lease.port,
-                    self._lease.expires_at.isoformat(),
-                )
-            else:
-                log.info(
-                    "Saved lease for port %d expires %s: a new port will be requested",
-                    self._lease.port,
-                    self._lease.expires_at.isoformat(),
-                )
-        self._saved_gateway = self._store.load_gateway()
-        if self._saved_gateway is not None:
-            self._stored_gateway = (self._saved_gateway.address, self._saved_gateway.hostname)
+        self._moves.prefer(self._binder.load())
         self._engine.update(status=Status.ACQUIRING)
         self._engine.timers.after("acquire", 0, self.acquire)
         self._watch.start(self.network_changed)
@@ -132,9 +107,7 @@ class LeaseManager(BindingSteps, GatewayMoves, FailureHandling):
 
     def backoff_until(self) -> float | None:
         """Monotonic time the current retry backoff ends; None when not backing off."""
-        if self._retry_at is None or self._retry_at <= self._engine.monotonic():
-            return None
-        return self._retry_at
+        return self._backoff.until()
 
     def close(self) -> None:
         """Stop the route events and close PIA connections."""
@@ -146,11 +119,12 @@ class LeaseManager(BindingSteps, GatewayMoves, FailureHandling):
         """Make sure a port is bound: detect, reuse or renew the lease, bind."""
         self._engine.timers.cancel("acquire")
         try:
-            gateway = self._gateway or self._detect()
+            gateway = self._state.gateway or self._moves.detect()
             fresh = False
-            if self._lease is None or self._renewal_due(self._lease):
-                renewing = self._lease is not None
-                self._new_lease(gateway)
+            lease = self._state.lease
+            if lease is None or self._binder.renewal_due(lease):
+                renewing = lease is not None
+                self._binder.new_lease(gateway)
                 fresh = True
                 if renewing:
                     self._engine.announce(
@@ -168,7 +142,7 @@ class LeaseManager(BindingSteps, GatewayMoves, FailureHandling):
                     reason=exc.reason,
                 )
                 self._drop_lease()
-                self._new_lease(gateway)
+                self._binder.new_lease(gateway)
                 self._bind(gateway)
         except PiaMqttError as exc:
             self._failed(exc)
@@ -180,11 +154,12 @@ class LeaseManager(BindingSteps, GatewayMoves, FailureHandling):
             log.info("Routes or addresses changed (seen by the keep-alive): detecting again")
             self.network_changed()
             return
-        if self._lease is None or self._gateway is None or self._renewal_due(self._lease):
+        gateway, lease = self._state.gateway, self._state.lease
+        if lease is None or gateway is None or self._binder.renewal_due(lease):
             self.acquire()
             return
         try:
-            self._bind(self._gateway)
+            self._bind(gateway)
         except PiaRefusedError as exc:
             self._engine.announce(
                 EventKind.BIND_FAILED,
@@ -195,3 +170,32 @@ class LeaseManager(BindingSteps, GatewayMoves, FailureHandling):
             self.acquire()
         except PiaMqttError as exc:
             self._failed(exc)
+
+    def network_changed(self) -> None:
+        """Routes or addresses changed: detect again (no preference for the saved gateway)."""
+        try:
+            bind_now = self._moves.follow()
+        except GatewayNotFoundError as exc:
+            self._failed(exc)
+            return
+        if bind_now:
+            self.acquire()
+
+    # -- steps shared by the jobs -------------------------------------------------------------
+    def _bind(self, gateway: GatewayTarget) -> None:
+        recovered = self._binder.bind(gateway)
+        # Bound: no retry pending. A keep-alive period starts after a recovery or when none
+        # runs; an ordinary keep-alive or a refresh keeps the running one.
+        self._engine.timers.cancel("acquire")
+        if recovered or not self._engine.timers.scheduled("keepalive"):
+            self._engine.timers.every("keepalive", self._interval, self.keepalive)
+
+    def _drop_lease(self) -> None:
+        # Also what tests call to leave STATE_FILE without a lease, as new_port does first.
+        self._binder.drop_lease()
+
+    def _failed(self, exc: PiaMqttError) -> None:
+        if isinstance(exc, PiaRefusedError):
+            # A refused signature is not tried again: the retry asks for a new port.
+            self._drop_lease()
+        self._backoff.failed(exc, retry=self.acquire)

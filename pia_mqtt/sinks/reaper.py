@@ -11,6 +11,12 @@ being run right now. Children that :mod:`subprocess` waits for itself (``ip`` du
 gateway detection, in our session; the hook command, registered while it runs) are left
 to it, so their exit status stays right. Triggered by SIGCHLD (no periodic wake-up) and
 after each hook run; zombies are found in ``/proc`` (the container's own).
+
+SIGCHLD is not served by a Python signal handler: CPython runs those on the main thread
+only, and a signal the kernel hands to another thread (paho's, the hook's) then waits
+until the main thread next wakes, which is the engine's next job, up to 15 minutes away.
+The C-level handler writes every signal to the wakeup fd whichever thread took it, so a
+thread of our own blocked reading that pipe reaps at once.
 """
 
 from __future__ import annotations
@@ -43,9 +49,24 @@ def install() -> None:
     global _installed  # noqa: PLW0603 - one handler per process
     if _installed or not active() or threading.current_thread() is not threading.main_thread():
         return
+    read_end, write_end = os.pipe()
+    os.set_blocking(write_end, False)  # the C handler must never block
+    # A Python handler must exist for CPython to write the wakeup fd; it does nothing.
     signal.signal(signal.SIGCHLD, _on_sigchld)
+    signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
+    threading.Thread(target=_serve, args=(read_end,), name="reaper", daemon=True).start()
     _installed = True
     log.debug("running as PID 1: orphaned hook processes are reaped")
+
+
+def _serve(read_end: int) -> None:
+    """Reap whenever a SIGCHLD was written to the wakeup pipe (other signals are skipped)."""
+    while True:
+        received = os.read(read_end, 512)
+        if not received:
+            return
+        if signal.SIGCHLD in received:
+            reap()
 
 
 @contextlib.contextmanager
@@ -63,13 +84,7 @@ def finished(pid: int) -> None:
 
 
 def _on_sigchld(_signum: int, _frame: object) -> None:
-    # Runs on the main thread between bytecodes. Never wait for the lock here: the hook
-    # thread holds it only while starting a command and reaps itself afterwards.
-    if _lock.acquire(blocking=False):
-        try:
-            _reap_locked()
-        finally:
-            _lock.release()
+    """Nothing: the reaper thread, woken through the wakeup fd, does the reaping."""
 
 
 def reap() -> int:

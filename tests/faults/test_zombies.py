@@ -72,3 +72,53 @@ def test_orphans_of_the_hook_are_reaped_when_pia_mqtt_is_pid_1(
                 os.kill(_children(proc.pid)[0], signal.SIGKILL)
             proc.wait(timeout=10)
         print(log_path.read_text()[-3000:])
+
+
+# PID 1 whose main thread never receives SIGCHLD, as when the kernel hands the signal to
+# another thread (paho's, the hook's) while the main thread sleeps until the engine's next
+# job: a thread like paho's is started first with SIGCHLD open, then the main thread (and so
+# every thread started after it) blocks SIGCHLD. It runs one command the way the hook does,
+# which leaves a background sleep to PID 1, and then sleeps 30 s in a SimpleQueue like the
+# engine's loop.
+_PID1_SIGNAL_ON_ANOTHER_THREAD = """
+import queue, signal, subprocess, sys, threading
+from pia_mqtt.sinks import reaper
+threading.Thread(target=threading.Event().wait, daemon=True).start()
+signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})
+reaper.install()
+with reaper.spawning() as running:
+    proc = subprocess.Popen(["sh", "-c", "sleep 0.3 & exit 0"], start_new_session=True)
+    running.add(proc.pid)
+proc.wait()
+reaper.finished(proc.pid)
+print("ran", proc.returncode, flush=True)
+try:
+    queue.SimpleQueue().get(timeout=30)
+except queue.Empty:
+    pass
+"""
+
+
+def test_an_orphan_is_reaped_when_sigchld_reaches_another_thread() -> None:
+    """PID 1 reaps an orphan at once although SIGCHLD went to a thread other than the main one.
+
+    A Python signal handler runs only on the main thread, and only once it wakes: the
+    orphan stayed a zombie until the engine's next job (here the 30 s sleep).
+    """
+    proc = subprocess.Popen(
+        ["unshare", "--pid", "--fork", "--mount-proc", sys.executable, "-c",
+         _PID1_SIGNAL_ON_ANOTHER_THREAD],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == b"ran 0\n"  # the command's own status was read
+        pid1 = _children(proc.pid)[0]
+        time.sleep(0.4)  # the background sleep ends and is handed to PID 1
+        eventually(lambda: [c for c in _children(pid1) if _state(c) == "Z"] == [], timeout=5)
+    finally:
+        with contextlib.suppress(IndexError, OSError):
+            os.kill(_children(proc.pid)[0], signal.SIGKILL)
+        proc.wait(timeout=10)
+        if proc.stdout is not None:
+            proc.stdout.close()

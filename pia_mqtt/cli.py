@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from pia_mqtt import __version__
 
 if TYPE_CHECKING:
+    from pia_mqtt.core.engine import Engine
     from pia_mqtt.settings import Settings
 
 EXIT_OK = 0
@@ -221,7 +222,7 @@ def _run(
     import logging  # noqa: PLC0415
     import signal  # noqa: PLC0415
 
-    from pia_mqtt.core.engine import Engine, ShutdownRequestedError  # noqa: PLC0415
+    from pia_mqtt.core.engine import ShutdownRequestedError  # noqa: PLC0415
     from pia_mqtt.wiring import build_engine, describe_once, run_once  # noqa: PLC0415
 
     log = logging.getLogger("pia_mqtt")
@@ -253,6 +254,26 @@ def _run(
             return EXIT_FAILED
         print(describe_once(engine))
         return EXIT_OK if ok else EXIT_FAILED
+    return _serve(engine, duration, received)
+
+
+def _serve(engine: Engine, duration: float | None, received: list[str]) -> int:
+    """Run the engine until a signal (or ``duration``), then close it within the budget."""
+    import logging  # noqa: PLC0415
+    import signal  # noqa: PLC0415
+
+    from pia_mqtt.core import signals  # noqa: PLC0415
+    from pia_mqtt.core.engine import ShutdownRequestedError  # noqa: PLC0415
+
+    log = logging.getLogger("pia_mqtt")
+
+    # _run's handler runs only once the main thread wakes; a signal the kernel handed to
+    # another thread stops the engine from the signal thread at once (core.signals).
+    def stop_now(signum: int) -> None:
+        received.append(signal.Signals(signum).name)
+        engine.request_stop()
+
+    forget = signals.on([signal.SIGTERM, signal.SIGINT], stop_now)
     try:
         engine.start()
         engine.run(timeout=duration)
@@ -265,6 +286,7 @@ def _run(
         if received:
             log.info("Received %s: stopping", received[0])
     finally:
+        forget()
         # Bounded (core.engine.CLOSE_TIMEOUT): a hung peer cannot hold the exit past 2 s.
         engine.close()
     log.info("pia-mqtt stopped")

@@ -12,11 +12,9 @@ gateway detection, in our session; the hook command, registered while it runs) a
 to it, so their exit status stays right. Triggered by SIGCHLD (no periodic wake-up) and
 after each hook run; zombies are found in ``/proc`` (the container's own).
 
-SIGCHLD is not served by a Python signal handler: CPython runs those on the main thread
-only, and a signal the kernel hands to another thread (paho's, the hook's) then waits
-until the main thread next wakes, which is the engine's next job, up to 15 minutes away.
-The C-level handler writes every signal to the wakeup fd whichever thread took it, so a
-thread of our own blocked reading that pipe reaps at once.
+Reaping runs on :mod:`pia_mqtt.core.signals`' thread, not in a Python signal handler:
+those run on the main thread only once it wakes, and a SIGCHLD the kernel hands to another
+thread would leave the zombie until the engine's next job.
 """
 
 from __future__ import annotations
@@ -28,6 +26,8 @@ import signal
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from pia_mqtt.core import signals
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -49,24 +49,11 @@ def install() -> None:
     global _installed  # noqa: PLW0603 - one handler per process
     if _installed or not active() or threading.current_thread() is not threading.main_thread():
         return
-    read_end, write_end = os.pipe()
-    os.set_blocking(write_end, False)  # the C handler must never block
     # A Python handler must exist for CPython to write the wakeup fd; it does nothing.
     signal.signal(signal.SIGCHLD, _on_sigchld)
-    signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
-    threading.Thread(target=_serve, args=(read_end,), name="reaper", daemon=True).start()
+    signals.on([signal.SIGCHLD], _on_signal_thread)
     _installed = True
     log.debug("running as PID 1: orphaned hook processes are reaped")
-
-
-def _serve(read_end: int) -> None:
-    """Reap whenever a SIGCHLD was written to the wakeup pipe (other signals are skipped)."""
-    while True:
-        received = os.read(read_end, 512)
-        if not received:
-            return
-        if signal.SIGCHLD in received:
-            reap()
 
 
 @contextlib.contextmanager
@@ -83,8 +70,12 @@ def finished(pid: int) -> None:
     reap()
 
 
+def _on_signal_thread(_signum: int) -> None:
+    reap()
+
+
 def _on_sigchld(_signum: int, _frame: object) -> None:
-    """Nothing: the reaper thread, woken through the wakeup fd, does the reaping."""
+    """Nothing: the signal thread, woken through the wakeup fd, does the reaping."""
 
 
 def reap() -> int:

@@ -7,8 +7,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -30,9 +29,9 @@ from pia_mqtt.mqtt import discovery
 from pia_mqtt.mqtt.sink import MqttSink
 from pia_mqtt.settings import Settings
 from tests.fixtures.common import RecordingInbox, eventually
-from tests.fixtures.mosquitto import Broker, Recorder
+from tests.fixtures.mosquitto import SINK_NOW, Broker, Recorder
 
-T0 = datetime(2026, 1, 14, 19, 30, tzinfo=UTC)
+T0 = SINK_NOW
 SCHEMA = json.loads((Path(__file__).parents[1] / "docs" / "state.schema.json").read_text())
 CONFIG_TOPIC = "homeassistant/device/pia_mqtt/config"
 
@@ -52,52 +51,16 @@ def snapshot(port: int | None = 54321, status: Status = Status.ACTIVE, **extra: 
     return Snapshot(**(values | extra))
 
 
-@pytest.fixture
-def inbox() -> RecordingInbox:
-    """A fresh recording inbox."""
-    return RecordingInbox()
-
-
-@pytest.fixture
-def make_sink(inbox: RecordingInbox) -> Iterator[Callable[..., MqttSink]]:
-    """Build started sinks for a broker; every sink is closed after the test."""
-    made: list[MqttSink] = []
-
-    def make(
-        broker: Broker,
-        *,
-        qbittorrent: bool = False,
-        start: bool = True,
-        monotonic: Callable[[], float] | None = None,
-        **overrides: Any,
-    ) -> MqttSink:
-        sink = MqttSink(
-            broker.settings(**overrides),
-            inbox,
-            qbittorrent_enabled=qbittorrent,
-            version=__version__,
-            clock=lambda: T0,
-            birth_delay=0.2,
-            **({"monotonic": monotonic} if monotonic is not None else {}),
-        )
-        made.append(sink)
-        if start:
-            sink.start()
-        return sink
-
-    yield make
-    for sink in made:
-        sink.close()
-
-
 def retained(recorder: Recorder, topic: str) -> str:
     """The retained value of ``topic`` as a fresh subscriber receives it."""
     return recorder.wait_for(topic, lambda m: m.retain).text
 
 
-def test_connect_publishes_every_retained_topic(mosquitto: Broker, make_sink, recorder) -> None:
+def test_connect_publishes_every_retained_topic(
+    mosquitto: Broker, make_mqtt_sink, recorder
+) -> None:
     """After connecting, availability, discovery, port, status and state are retained on the broker."""
-    sink = make_sink(mosquitto)
+    sink = make_mqtt_sink(mosquitto)
     sink.publish(snapshot())
     assert sink.flush(10)
     fresh = recorder(mosquitto)
@@ -115,11 +78,11 @@ def test_connect_publishes_every_retained_topic(mosquitto: Broker, make_sink, re
 
 
 def test_state_document_matches_the_published_schema(
-    mosquitto: Broker, make_sink, recorder
+    mosquitto: Broker, make_mqtt_sink, recorder
 ) -> None:
     """The retained state JSON validates against docs/state.schema.json, with and without a port."""
     rec = recorder(mosquitto, "pia-mqtt/state")
-    sink = make_sink(mosquitto, qbittorrent=True)
+    sink = make_mqtt_sink(mosquitto, qbittorrent=True)
     with_sinks = snapshot(
         sinks={"qbittorrent": SinkHealth(SyncState.IN_SYNC, port=54321, last_sync=T0)}
     )
@@ -132,11 +95,11 @@ def test_state_document_matches_the_published_schema(
 
 
 def test_publishing_before_the_connection_sends_the_latest_snapshot_on_connect(
-    mosquitto: Broker, make_sink, recorder
+    mosquitto: Broker, make_mqtt_sink, recorder
 ) -> None:
     """Snapshots given while disconnected are not queued: the connect publishes only the latest."""
     rec = recorder(mosquitto, "pia-mqtt/#")
-    sink = make_sink(mosquitto, start=False)
+    sink = make_mqtt_sink(mosquitto, start=False)
     sink.publish(snapshot(port=1111))
     sink.publish(snapshot(port=2222))
     sink.start()
@@ -144,10 +107,12 @@ def test_publishing_before_the_connection_sends_the_latest_snapshot_on_connect(
     assert [m.text for m in rec.on("pia-mqtt/port")] == ["2222"]
 
 
-def test_port_none_keeps_the_last_retained_port(mosquitto: Broker, make_sink, recorder) -> None:
+def test_port_none_keeps_the_last_retained_port(
+    mosquitto: Broker, make_mqtt_sink, recorder
+) -> None:
     """A snapshot without a port never publishes 0 or an empty port; the last port stays retained."""
     rec = recorder(mosquitto, "pia-mqtt/#")
-    sink = make_sink(mosquitto)
+    sink = make_mqtt_sink(mosquitto)
     assert sink.wait_connected(10)
     sink.publish(snapshot(port=54321))
     sink.publish(snapshot(port=None, status=Status.ACQUIRING))
@@ -157,10 +122,10 @@ def test_port_none_keeps_the_last_retained_port(mosquitto: Broker, make_sink, re
     assert [m.text for m in rec.on("pia-mqtt/status")] == ["active", "acquiring", "error"]
 
 
-def test_events_are_published_not_retained(mosquitto: Broker, make_sink, recorder) -> None:
+def test_events_are_published_not_retained(mosquitto: Broker, make_mqtt_sink, recorder) -> None:
     """An event goes to <topic>/events as JSON without the retain flag."""
     rec = recorder(mosquitto, "pia-mqtt/events")
-    sink = make_sink(mosquitto)
+    sink = make_mqtt_sink(mosquitto)
     assert sink.wait_connected(10)
     event = Event(EventKind.PORT_CHANGED, T0, "port changed from 1111 to 54321", port=54321)
     sink.event(event)
@@ -173,22 +138,22 @@ def test_events_are_published_not_retained(mosquitto: Broker, make_sink, recorde
     [("pia-mqtt/refresh", Command.REFRESH), ("pia-mqtt/new_port", Command.NEW_PORT)],
 )
 def test_button_press_queues_the_command(
-    mosquitto: Broker, make_sink, recorder, inbox: RecordingInbox, topic: str, command: Command
+    mosquitto: Broker, make_mqtt_sink, recorder, inbox: RecordingInbox, topic: str, command: Command
 ) -> None:
     """PRESS (as HA sends it: not retained) on a command topic reaches the engine's inbox."""
-    sink = make_sink(mosquitto)
+    sink = make_mqtt_sink(mosquitto)
     assert sink.wait_connected(10)
     recorder(mosquitto).publish(topic, " PRESS\n")
     assert [(command, "mqtt")] == eventually(lambda: inbox.commands)
 
 
 def test_retained_press_is_ignored_and_cleared(
-    mosquitto: Broker, make_sink, recorder, inbox: RecordingInbox
+    mosquitto: Broker, make_mqtt_sink, recorder, inbox: RecordingInbox
 ) -> None:
     """A leftover retained PRESS never fires a command; the sink clears it from the broker."""
     user = recorder(mosquitto, "pia-mqtt/refresh")
     user.publish("pia-mqtt/refresh", "PRESS", retain=True)
-    sink = make_sink(mosquitto)
+    sink = make_mqtt_sink(mosquitto)
     assert sink.wait_connected(10)
     # The clearing message (empty, retained) proves the sink saw the retained PRESS.
     user.wait_for("pia-mqtt/refresh", lambda m: m.payload == b"")
@@ -199,10 +164,10 @@ def test_retained_press_is_ignored_and_cleared(
 
 
 def test_garbage_commands_are_ignored(
-    mosquitto: Broker, make_sink, recorder, inbox: RecordingInbox, caplog
+    mosquitto: Broker, make_mqtt_sink, recorder, inbox: RecordingInbox, caplog
 ) -> None:
     """Wrong case, other words, invalid UTF-8, huge and empty payloads are ignored; the client keeps working."""
-    sink = make_sink(mosquitto)
+    sink = make_mqtt_sink(mosquitto)
     assert sink.wait_connected(10)
     user = recorder(mosquitto)
     for payload in (b"press", b"ON", b"\xff\xfePRESS", b"PRESS" * 100_000, b""):
@@ -216,10 +181,10 @@ def test_garbage_commands_are_ignored(
 
 
 def test_broker_restart_brings_back_the_current_state(
-    mosquitto: Broker, make_sink, recorder
+    mosquitto: Broker, make_mqtt_sink, recorder
 ) -> None:
     """After a broker restart (retained messages lost) availability, discovery and the latest state return."""
-    sink = make_sink(mosquitto)
+    sink = make_mqtt_sink(mosquitto)
     sink.publish(snapshot(port=1111))
     assert sink.flush(10)
     mosquitto.stop()
@@ -245,10 +210,10 @@ def test_broker_restart_brings_back_the_current_state(
 
 
 def test_messages_in_flight_at_a_crash_do_not_overwrite_the_current_state(
-    mosquitto: Broker, make_sink, recorder
+    mosquitto: Broker, make_mqtt_sink, recorder
 ) -> None:
     """Paho re-sends unacknowledged messages after a reconnect; the current snapshot still wins."""
-    sink = make_sink(mosquitto)
+    sink = make_mqtt_sink(mosquitto)
     assert sink.wait_connected(10)
     mosquitto.pause()
     sink.publish(snapshot(port=1111))  # written to the socket, never acknowledged
@@ -262,9 +227,11 @@ def test_messages_in_flight_at_a_crash_do_not_overwrite_the_current_state(
     assert json.loads(retained(fresh, "pia-mqtt/state"))["port"] == 2222
 
 
-def test_home_assistant_birth_resends_discovery(mosquitto: Broker, make_sink, recorder) -> None:
+def test_home_assistant_birth_resends_discovery(
+    mosquitto: Broker, make_mqtt_sink, recorder
+) -> None:
     """`online` on homeassistant/status makes the sink re-send discovery and the state."""
-    sink = make_sink(mosquitto)
+    sink = make_mqtt_sink(mosquitto)
     sink.publish(snapshot())
     assert sink.flush(10)
     rec = recorder(mosquitto)
@@ -276,30 +243,30 @@ def test_home_assistant_birth_resends_discovery(mosquitto: Broker, make_sink, re
     rec.wait_for("pia-mqtt/state", lambda m: json.loads(m.payload) == snapshot().to_json())
 
 
-def test_discovery_off_removes_the_device(mosquitto: Broker, make_sink, recorder) -> None:
+def test_discovery_off_removes_the_device(mosquitto: Broker, make_mqtt_sink, recorder) -> None:
     """With HA_DISCOVERY=false an empty retained config removes a device published earlier."""
     rec = recorder(mosquitto, CONFIG_TOPIC)
-    first = make_sink(mosquitto)
+    first = make_mqtt_sink(mosquitto)
     assert first.wait_connected(10)
     rec.wait_for(CONFIG_TOPIC, lambda m: m.payload != b"")
     first.close()
-    second = make_sink(mosquitto, ha_discovery=False)
+    second = make_mqtt_sink(mosquitto, ha_discovery=False)
     assert second.flush(10)
     rec.wait_for(CONFIG_TOPIC, lambda m: m.payload == b"")
     assert recorder(mosquitto, CONFIG_TOPIC).messages == []
 
 
-def test_close_publishes_offline_retained(mosquitto: Broker, make_sink, recorder) -> None:
+def test_close_publishes_offline_retained(mosquitto: Broker, make_mqtt_sink, recorder) -> None:
     """close() leaves `offline` retained on the availability topic."""
-    sink = make_sink(mosquitto)
+    sink = make_mqtt_sink(mosquitto)
     assert sink.wait_connected(10)
     sink.close()
     assert retained(recorder(mosquitto), "pia-mqtt/availability") == "offline"
 
 
-def test_close_while_the_broker_is_down_returns(mosquitto: Broker, make_sink) -> None:
+def test_close_while_the_broker_is_down_returns(mosquitto: Broker, make_mqtt_sink) -> None:
     """close() with no broker neither raises nor hangs; publishing meanwhile is harmless."""
-    sink = make_sink(mosquitto)
+    sink = make_mqtt_sink(mosquitto)
     assert sink.wait_connected(10)
     mosquitto.stop()
     eventually(lambda: not sink.connected)
@@ -310,11 +277,11 @@ def test_close_while_the_broker_is_down_returns(mosquitto: Broker, make_sink) ->
 
 
 def test_start_with_the_broker_down_connects_later(
-    mosquitto: Broker, make_sink, inbox: RecordingInbox
+    mosquitto: Broker, make_mqtt_sink, inbox: RecordingInbox
 ) -> None:
     """start() returns at once when no broker listens; the sink connects once one appears."""
     mosquitto.stop()
-    sink = make_sink(mosquitto)
+    sink = make_mqtt_sink(mosquitto)
     sink.publish(snapshot())
     eventually(lambda: inbox.last_health() == SinkHealth(SyncState.UNREACHABLE, error=(
         f"MQTT broker 127.0.0.1:{mosquitto.port}: cannot connect (is the broker running, "
@@ -362,19 +329,19 @@ def test_last_will_marks_a_killed_process_offline(mosquitto: Broker, recorder) -
     assert retained(recorder(mosquitto), "pia-mqtt/availability") == "offline"
 
 
-def test_username_and_password(mosquitto_auth: Broker, make_sink, recorder) -> None:
+def test_username_and_password(mosquitto_auth: Broker, make_mqtt_sink, recorder) -> None:
     """MQTT_USER/MQTT_PASS log in to a broker that refuses anonymous clients."""
-    sink = make_sink(mosquitto_auth)
+    sink = make_mqtt_sink(mosquitto_auth)
     sink.publish(snapshot())
     assert sink.flush(10)
     assert retained(recorder(mosquitto_auth), "pia-mqtt/port") == "54321"
 
 
 def test_wrong_password_is_reported_not_raised(
-    mosquitto_auth: Broker, make_sink, inbox: RecordingInbox, caplog
+    mosquitto_auth: Broker, make_mqtt_sink, inbox: RecordingInbox, caplog
 ) -> None:
     """A refused password leaves the sink disconnected, reports auth_failed and never logs the password."""
-    sink = make_sink(mosquitto_auth, mqtt_pass="wrong-password-123")
+    sink = make_mqtt_sink(mosquitto_auth, mqtt_pass="wrong-password-123")
     sink.publish(snapshot())
     health = eventually(inbox.last_health)
     expected = SinkHealth(SyncState.AUTH_FAILED, error=(
@@ -383,9 +350,9 @@ def test_wrong_password_is_reported_not_raised(
     assert "wrong-password-123" not in caplog.text
 
 
-def test_tls_with_a_private_ca(mosquitto_tls: Broker, make_sink, recorder) -> None:
+def test_tls_with_a_private_ca(mosquitto_tls: Broker, make_mqtt_sink, recorder) -> None:
     """MQTT_TLS with MQTT_CA_CERT connects to a broker whose certificate comes from that CA."""
-    sink = make_sink(mosquitto_tls)
+    sink = make_mqtt_sink(mosquitto_tls)
     sink.publish(snapshot())
     assert sink.flush(10)
     assert retained(recorder(mosquitto_tls), "pia-mqtt/availability") == "online"
@@ -395,18 +362,20 @@ def test_tls_with_a_private_ca(mosquitto_tls: Broker, make_sink, recorder) -> No
 # _ssl_wrap_socket); the garbage collector closes it with a ResourceWarning.
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 @pytest.mark.filterwarnings("ignore::ResourceWarning")
-def test_tls_refuses_an_unknown_ca(mosquitto_tls: Broker, make_sink, inbox: RecordingInbox) -> None:
+def test_tls_refuses_an_unknown_ca(
+    mosquitto_tls: Broker, make_mqtt_sink, inbox: RecordingInbox
+) -> None:
     """Without the broker's CA the TLS handshake fails: reported as unreachable, never connected."""
-    sink = make_sink(mosquitto_tls, mqtt_ca_cert=None)
+    sink = make_mqtt_sink(mosquitto_tls, mqtt_ca_cert=None)
     eventually(lambda: inbox.last_health() is not None)
     assert (inbox.last_health().state, sink.connected) == (SyncState.UNREACHABLE, False)
 
 
-def test_secrets_never_reach_the_state_topic(mosquitto: Broker, make_sink, recorder) -> None:
+def test_secrets_never_reach_the_state_topic(mosquitto: Broker, make_mqtt_sink, recorder) -> None:
     """A registered secret inside an error text is masked in the retained state document."""
     redact.register("hunter2-mqtt-secret")
     rec = recorder(mosquitto, "pia-mqtt/state")
-    sink = make_sink(mosquitto)
+    sink = make_mqtt_sink(mosquitto)
     sink.publish(snapshot(status=Status.ERROR, last_error="login as hunter2-mqtt-secret refused"))
     message = rec.wait_for("pia-mqtt/state")
     assert json.loads(message.payload)["last_error"] == "login as *** refused"
@@ -425,12 +394,12 @@ class FakeMonotonic:
 
 
 def test_check_resends_the_state_only_after_a_quiet_spell(
-    mosquitto: Broker, make_sink, recorder
+    mosquitto: Broker, make_mqtt_sink, recorder
 ) -> None:
     """check() re-publishes port, status and state once 1.25 intervals passed without a publish."""
     clock = FakeMonotonic()
     rec = recorder(mosquitto, "pia-mqtt/#")
-    sink = make_sink(mosquitto, port_forward_refresh_interval=600, monotonic=clock)
+    sink = make_mqtt_sink(mosquitto, port_forward_refresh_interval=600, monotonic=clock)
     sink.publish(snapshot())
     rec.wait_for("pia-mqtt/state")
     clock.now += 600  # one interval: keep-alives still publish by themselves
@@ -443,11 +412,13 @@ def test_check_resends_the_state_only_after_a_quiet_spell(
     assert ([2, 2, 2], 300.0) == (counts, sink.check_interval)
 
 
-def test_a_keep_alive_publishes_each_topic_once(mosquitto: Broker, make_sink, recorder) -> None:
+def test_a_keep_alive_publishes_each_topic_once(
+    mosquitto: Broker, make_mqtt_sink, recorder
+) -> None:
     """The check due at the same moment as a keep-alive sends no stale copy before it."""
     clock = FakeMonotonic()
     rec = recorder(mosquitto, "pia-mqtt/#")
-    sink = make_sink(mosquitto, port_forward_refresh_interval=900, monotonic=clock)
+    sink = make_mqtt_sink(mosquitto, port_forward_refresh_interval=900, monotonic=clock)
     first = snapshot()
     sink.publish(first)
     rec.wait_for("pia-mqtt/state")
@@ -467,11 +438,11 @@ def test_a_keep_alive_publishes_each_topic_once(mosquitto: Broker, make_sink, re
 
 
 def test_a_change_only_in_unseen_sink_health_publishes_nothing(
-    mosquitto: Broker, make_sink, recorder
+    mosquitto: Broker, make_mqtt_sink, recorder
 ) -> None:
     """`acquiring` goes out once at start: MQTT's own health report (not in the state) is no change."""
     rec = recorder(mosquitto, "pia-mqtt/#")
-    sink = make_sink(mosquitto)
+    sink = make_mqtt_sink(mosquitto)
     acquiring = snapshot(port=None, status=Status.ACQUIRING)
     sink.publish(acquiring)
     assert sink.flush(10)

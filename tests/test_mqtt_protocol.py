@@ -12,8 +12,8 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
+from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,15 +21,13 @@ import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from pia_mqtt import __version__
 from pia_mqtt.core.model import Command, SinkHealth, Snapshot, Status, SyncState
 from pia_mqtt.mqtt.health import MqttHealth
-from pia_mqtt.mqtt.sink import MqttSink
 from pia_mqtt.sinks.portfiles import PortFilesSink
 from tests.fixtures.common import RecordingInbox, eventually, free_port
-from tests.fixtures.mosquitto import Broker, Recorder
+from tests.fixtures.mosquitto import SINK_NOW, Broker, Recorder
 
-T0 = datetime(2026, 1, 14, 19, 30, tzinfo=UTC)
+T0 = SINK_NOW
 
 
 def snapshot(**extra: Any) -> Snapshot:
@@ -42,35 +40,6 @@ def snapshot(**extra: Any) -> Snapshot:
         "next_refresh": T0 + timedelta(minutes=15),
     }
     return Snapshot(**(values | extra))
-
-
-@pytest.fixture
-def inbox() -> RecordingInbox:
-    """A fresh recording inbox."""
-    return RecordingInbox()
-
-
-@pytest.fixture
-def make_sink(inbox: RecordingInbox) -> Iterator[Callable[..., MqttSink]]:
-    """Started sinks for a broker (or a port), closed after the test."""
-    made: list[MqttSink] = []
-
-    def make(broker: Broker, **overrides: Any) -> MqttSink:
-        sink = MqttSink(
-            broker.settings(**overrides),
-            inbox,
-            qbittorrent_enabled=False,
-            version=__version__,
-            clock=lambda: T0,
-            birth_delay=0.2,
-        )
-        made.append(sink)
-        sink.start()
-        return sink
-
-    yield make
-    for sink in made:
-        sink.close()
 
 
 @pytest.fixture
@@ -94,10 +63,10 @@ def mosquitto_acl(tmp_path: Path) -> Iterator[Broker]:
 
 
 def test_a_press_retained_while_connected_is_ignored_and_cleared(
-    mosquitto: Broker, make_sink, recorder, inbox: RecordingInbox
+    mosquitto: Broker, make_mqtt_sink, recorder, inbox: RecordingInbox
 ) -> None:
     """`mosquitto_pub -r ... PRESS` while the daemon runs fires nothing and is removed (MQTT 5)."""
-    sink = make_sink(mosquitto)
+    sink = make_mqtt_sink(mosquitto)
     assert sink.wait_connected(10)
     user = recorder(mosquitto, "pia-mqtt/new_port")
     user.publish("pia-mqtt/new_port", "PRESS", retain=True)
@@ -109,10 +78,10 @@ def test_a_press_retained_while_connected_is_ignored_and_cleared(
 
 
 def test_a_publish_the_acl_refuses_is_reported_not_in_sync(
-    mosquitto_acl: Broker, make_sink, inbox: RecordingInbox
+    mosquitto_acl: Broker, make_mqtt_sink, inbox: RecordingInbox
 ) -> None:
     """The broker's PUBACK reason code for a refused topic makes MQTT's health out_of_sync."""
-    sink = make_sink(mosquitto_acl)
+    sink = make_mqtt_sink(mosquitto_acl)
     sink.publish(snapshot())
     assert sink.flush(10)
     expected = SinkHealth(
@@ -179,12 +148,12 @@ class OldBroker:
 
 
 def test_a_broker_without_mqtt_5_gets_3_1_1(
-    mosquitto: Broker, make_sink, recorder, inbox: RecordingInbox
+    mosquitto: Broker, make_mqtt_sink, recorder, inbox: RecordingInbox
 ) -> None:
     """A broker answering "unsupported protocol version" gets 3.1.1 and works normally."""
     old = OldBroker(mosquitto)
     try:
-        sink = make_sink(mosquitto, mqtt_port=old.port)
+        sink = make_mqtt_sink(mosquitto, mqtt_port=old.port)
         sink.publish(snapshot())
         assert sink.flush(15)
         assert retained_port(recorder(mosquitto)) == "54321"
@@ -265,9 +234,9 @@ def _voluntary_switches(thread_name_prefix: str) -> int:
     pytest.fail(f"no thread named {thread_name_prefix}...")
 
 
-def test_the_network_thread_sleeps_while_idle(mosquitto: Broker, make_sink) -> None:
+def test_the_network_thread_sleeps_while_idle(mosquitto: Broker, make_mqtt_sink) -> None:
     """Connected and idle, paho's thread does not wake every second (it did: loop timeout 1 s)."""
-    sink = make_sink(mosquitto)
+    sink = make_mqtt_sink(mosquitto)
     sink.publish(snapshot())
     assert sink.flush(10)
     time.sleep(0.5)  # the announcement's acknowledgements settle
@@ -277,9 +246,9 @@ def test_the_network_thread_sleeps_while_idle(mosquitto: Broker, make_sink) -> N
     assert woke <= 1
 
 
-def test_a_publish_from_another_thread_is_sent_at_once(mosquitto: Broker, make_sink) -> None:
+def test_a_publish_from_another_thread_is_sent_at_once(mosquitto: Broker, make_mqtt_sink) -> None:
     """With the long loop timeout a publish still goes out immediately (paho's socket pair)."""
-    sink = make_sink(mosquitto)
+    sink = make_mqtt_sink(mosquitto)
     assert sink.wait_connected(10)
     time.sleep(0.5)  # paho's thread is asleep in select
     got = threading.Event()

@@ -142,12 +142,6 @@ def qbittorrent_isolated() -> bool:
     return True
 
 
-@pytest.fixture
-def inbox() -> RecordingInbox:
-    """Return a fresh collecting inbox."""
-    return RecordingInbox()
-
-
 def test_set_listen_port_is_read_back_and_stored_by_qbittorrent(qbittorrent: QbittorrentProcess):
     """set_listen_port turns random_port off and returns the port qBittorrent reports."""
     wanted = other_port(qbittorrent.listen_port)

@@ -57,12 +57,6 @@ class Peer:
         return count
 
 
-@pytest.fixture
-def inbox() -> RecordingInbox:
-    """The engine's side of the sink."""
-    return RecordingInbox()
-
-
 PEERS = ["transmission-3.00", "transmission-4.1", "deluge-2.0.3", "deluge-2.2.0"]
 
 

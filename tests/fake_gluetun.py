@@ -59,6 +59,17 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
 from urllib.parse import parse_qs, urlsplit
 
+# What pia-mqtt must tell the user for each refusal (its fix, written out once for the tests).
+NO_PUT_ROUTE = (
+    "this gluetun release has no PUT /v1/portforward (tagged releases up to v3.41.3 serve GET "
+    "only): set VPN_PORT_FORWARDING=on in gluetun and PORT_SOURCE=gluetun here"
+)
+PROVIDER_FORWARDS = (
+    "gluetun refuses ports from outside while its provider forwards itself: set "
+    "VPN_PORT_FORWARDING=on in gluetun and PORT_SOURCE=gluetun here, or use "
+    "VPN_SERVICE_PROVIDER=custom"
+)
+
 GET_PF = "GET /v1/portforward"
 PUT_PF = "PUT /v1/portforward"
 GET_LEGACY = "GET /v1/openvpn/portforwarded"

@@ -26,7 +26,14 @@ from pia_mqtt.simulator.pia import PiaSimulator
 from pia_mqtt.sinks.hook import HookSink
 from pia_mqtt.torrent.qbittorrent import QbittorrentClient
 from pia_mqtt.torrent.sink import TorrentSink
-from tests.fake_gluetun import GET_PF, PUT_PF, Behaviour, FakeGluetun
+from tests.fake_gluetun import (
+    GET_PF,
+    NO_PUT_ROUTE,
+    PROVIDER_FORWARDS,
+    PUT_PF,
+    Behaviour,
+    FakeGluetun,
+)
 from tests.fixtures.common import eventually
 from tests.fixtures.mosquitto import Broker, Recorder
 from tests.fixtures.qbittorrent import PASSWORD, USER, QbittorrentProcess
@@ -36,15 +43,6 @@ KEY = "e2e-gluetun-role-key-41"
 HOOK = """#!/bin/sh
 printf '%s %s %s\\n' "$PIA_PORT_REASON" "$PIA_PORT" "${PIA_OLD_PORT:-none}" >> "$0.calls"
 """
-NO_PUT_ROUTE = (
-    "this gluetun release has no PUT /v1/portforward (tagged releases up to v3.41.3 serve GET "
-    "only): set VPN_PORT_FORWARDING=on in gluetun and PORT_SOURCE=gluetun here"
-)
-PROVIDER_FORWARDS = (
-    "gluetun refuses ports from outside while its provider forwards itself: set "
-    "VPN_PORT_FORWARDING=on in gluetun and PORT_SOURCE=gluetun here, or use "
-    "VPN_SERVICE_PROVIDER=custom"
-)
 
 
 class Daemon:

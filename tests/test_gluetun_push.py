@@ -17,7 +17,14 @@ import pytest
 from pia_mqtt.core.model import Event, EventKind, SinkHealth, Snapshot, Status, SyncState
 from pia_mqtt.gluetun.client import GluetunClient
 from pia_mqtt.gluetun.push import GluetunPushSink
-from tests.fake_gluetun import GET_PF, PUT_PF, Behaviour, FakeGluetun
+from tests.fake_gluetun import (
+    GET_PF,
+    NO_PUT_ROUTE,
+    PROVIDER_FORWARDS,
+    PUT_PF,
+    Behaviour,
+    FakeGluetun,
+)
 from tests.fixtures.common import RecordingInbox, free_port
 
 if TYPE_CHECKING:
@@ -25,15 +32,6 @@ if TYPE_CHECKING:
 
 T0 = datetime(2026, 11, 25, 18, 0, tzinfo=UTC)
 KEY = "k3y-for-the-control-server"
-NO_PUT_ROUTE = (
-    "this gluetun release has no PUT /v1/portforward (tagged releases up to v3.41.3 serve GET "
-    "only): set VPN_PORT_FORWARDING=on in gluetun and PORT_SOURCE=gluetun here"
-)
-PROVIDER_FORWARDS = (
-    "gluetun refuses ports from outside while its provider forwards itself: set "
-    "VPN_PORT_FORWARDING=on in gluetun and PORT_SOURCE=gluetun here, or use "
-    "VPN_SERVICE_PROVIDER=custom"
-)
 
 
 def clock() -> datetime:

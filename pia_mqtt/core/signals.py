@@ -68,11 +68,8 @@ def _start_locked() -> None:
 
 def _serve(read_end: int) -> None:
     """Read signal numbers from the wakeup pipe; call each one's callbacks once per read."""
-    while True:
-        received = os.read(read_end, 512)
-        if not received:
-            return
-        for signum in dict.fromkeys(received):
+    while True:  # the write end stays open as long as the process: no end of file
+        for signum in dict.fromkeys(os.read(read_end, 512)):
             with _lock:
                 callbacks = list(_callbacks.get(signum, ()))
             for callback in callbacks:
